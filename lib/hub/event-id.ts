@@ -1,0 +1,31 @@
+// Event ids are `<ms>-<seq>` (decimal integers, ordered by ms then seq), the form Redis Streams use,
+// so one id is a resume point for any set of topics, in memory and in Redis alike.
+
+const EVENT_ID = /^(\d{1,16})-(\d{1,16})$/
+
+/** A parsed event id. */
+export interface EventIdParts {
+  ms: number
+  seq: number
+}
+
+/** Parses an event id; returns undefined for anything malformed or beyond safe integers. */
+export function parseEventId (id: unknown): EventIdParts | undefined {
+  if (typeof id !== 'string') return undefined
+  const match = EVENT_ID.exec(id)
+  if (match === null) return undefined
+  const ms = Number(match[1])
+  const seq = Number(match[2])
+  if (ms > Number.MAX_SAFE_INTEGER || seq > Number.MAX_SAFE_INTEGER) return undefined
+  return { ms, seq }
+}
+
+/** Orders two parsed ids: negative, zero or positive, like a sort comparator. */
+export function compareEventIds (a: EventIdParts, b: EventIdParts): number {
+  return a.ms === b.ms ? a.seq - b.seq : a.ms - b.ms
+}
+
+/** Formats a parsed id. */
+export function formatEventId (ms: number, seq: number): string {
+  return `${ms}-${seq}`
+}

@@ -1,0 +1,178 @@
+import type { FastifyBaseLogger } from 'fastify'
+import {
+  compiledOf,
+  assertName,
+  serializeJson,
+  type AnyContract,
+  type CompiledContract,
+  type EventData,
+  type EventName
+} from '../contract.js'
+import { FRT_ERR_INVALID_OPTION, FRT_ERR_TOPIC_CONTRACT } from '../errors.js'
+import type { Broker, BrokerEvent } from './broker.js'
+
+/** Turns a broker event into what one transport writes (an SSE frame, a WebSocket frame). */
+export type Encoder<F> = (event: BrokerEvent) => F
+
+/** A transport's receiver of topic events. `deliver` must not throw. @internal */
+export interface Subscriber<F> {
+  deliver (frame: F, event: BrokerEvent): void
+}
+
+/** `publish` of a topic: typed by the topic's contract, untyped without one. */
+export type PublishFunction<C extends AnyContract | undefined> = [C] extends [AnyContract]
+  ? <K extends EventName<C>>(event: K, data: EventData<C, K>) => Promise<string>
+  : (event: string, data: unknown) => Promise<string>
+
+/** A named stream of events, shared by SSE streams and WebSocket connections. */
+export interface Topic<C extends AnyContract | undefined = AnyContract | undefined> {
+  /** The topic's name. */
+  readonly name: string
+  /** The contract that types and validates the topic's events, if any. */
+  readonly contract: C
+  /**
+   * Validates the data once, serializes it once and appends the event to the broker's log;
+   * resolves to the event id. Rejects with `FRT_ERR_UNKNOWN_EVENT`, `FRT_ERR_VALIDATION`,
+   * `FRT_ERR_SERIALIZE` or `FRT_ERR_BROKER_UNAVAILABLE`; never delivers to local subscribers only.
+   */
+  readonly publish: PublishFunction<C>
+}
+
+/** Options of `fastify.realtime.topic()`. */
+export interface TopicOptions<C extends AnyContract | undefined> {
+  /** Types and validates the topic's events. Every call for one name must pass the same object. */
+  contract?: C
+}
+
+/** `fastify.realtime`: the hub shared by the SSE and WebSocket plugins of one Fastify instance. */
+export interface Realtime {
+  /** The broker events go through. */
+  readonly broker: Broker
+  /** The topic of this name, created on first use (memoized by name). */
+  topic<C extends AnyContract> (name: string, options: { contract: C }): Topic<C>
+  topic (name: string, options?: { contract?: undefined }): Topic<undefined>
+}
+
+class TopicImpl {
+  readonly name: string
+  readonly contract: AnyContract | undefined
+  private readonly hub: Hub
+  private readonly compiled: CompiledContract | undefined
+
+  constructor (hub: Hub, name: string, contract: AnyContract | undefined) {
+    this.hub = hub
+    this.name = name
+    this.contract = contract
+    this.compiled = contract === undefined ? undefined : compiledOf(contract)
+    this.publish = this.publish.bind(this)
+  }
+
+  publish (event: string, data: unknown): Promise<string> {
+    let json: string
+    try {
+      if (this.compiled !== undefined) {
+        json = this.compiled.serializeEvent(event, data)
+      } else {
+        assertName('event', event)
+        json = serializeJson(event, data)
+      }
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.hub.broker.publish(this.name, event, json)
+  }
+}
+
+/** True for a topic made by a hub. @internal */
+export function isTopic (value: unknown): value is Topic {
+  return value instanceof TopicImpl
+}
+
+/** The hub: topics by name, and local subscribers grouped by encoder so each event is encoded once per transport. @internal */
+export class Hub implements Realtime {
+  readonly broker: Broker
+  readonly ownsBroker: boolean
+  private readonly log: FastifyBaseLogger
+  private readonly topics = new Map<string, TopicImpl>()
+  private readonly routes = new Map<string, Map<Encoder<unknown>, Set<Subscriber<unknown>>>>()
+  private unlisten: (() => void) | undefined
+
+  constructor (broker: Broker, ownsBroker: boolean, log: FastifyBaseLogger) {
+    this.broker = broker
+    this.ownsBroker = ownsBroker
+    this.log = log
+  }
+
+  topic (name: string, options?: TopicOptions<AnyContract | undefined>): any {
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw new FRT_ERR_INVALID_OPTION('topic options', 'expected an object such as { contract }')
+    }
+    const contract = options?.contract
+    const existing = this.topics.get(name)
+    if (existing !== undefined) {
+      if (existing.contract !== contract) throw new FRT_ERR_TOPIC_CONTRACT(name)
+      return existing
+    }
+    assertName('topic', name)
+    const topic = new TopicImpl(this, name, contract)
+    this.topics.set(name, topic)
+    return topic
+  }
+
+  /** Adds a local subscriber of a topic. */
+  add<F> (topic: string, encoder: Encoder<F>, subscriber: Subscriber<F>): void {
+    if (this.unlisten === undefined) this.unlisten = this.broker.listen(this.dispatch)
+    let groups = this.routes.get(topic)
+    if (groups === undefined) {
+      groups = new Map()
+      this.routes.set(topic, groups)
+    }
+    let subscribers = groups.get(encoder as Encoder<unknown>)
+    if (subscribers === undefined) {
+      subscribers = new Set()
+      groups.set(encoder as Encoder<unknown>, subscribers)
+    }
+    subscribers.add(subscriber as Subscriber<unknown>)
+  }
+
+  /** Removes a local subscriber; a no-op when it is not there. */
+  remove<F> (topic: string, encoder: Encoder<F>, subscriber: Subscriber<F>): void {
+    const groups = this.routes.get(topic)
+    const subscribers = groups?.get(encoder as Encoder<unknown>)
+    if (subscribers === undefined || !subscribers.delete(subscriber as Subscriber<unknown>)) return
+    if (subscribers.size === 0) {
+      (groups as Map<Encoder<unknown>, Set<Subscriber<unknown>>>).delete(encoder as Encoder<unknown>)
+      if ((groups as Map<Encoder<unknown>, Set<Subscriber<unknown>>>).size === 0) this.routes.delete(topic)
+    }
+  }
+
+  /** How many local subscribers a topic has (all transports). */
+  subscriberCount (topic: string): number {
+    let count = 0
+    for (const subscribers of this.routes.get(topic)?.values() ?? []) count += subscribers.size
+    return count
+  }
+
+  /** Stops listening to the broker, and closes it when the hub created it. */
+  async close (): Promise<void> {
+    this.unlisten?.()
+    this.unlisten = undefined
+    this.routes.clear()
+    if (this.ownsBroker) await this.broker.close()
+  }
+
+  private readonly dispatch = (event: BrokerEvent): void => {
+    const groups = this.routes.get(event.topic)
+    if (groups === undefined) return
+    for (const [encode, subscribers] of groups) {
+      let frame: unknown
+      try {
+        frame = encode(event)
+      } catch (err) {
+        this.log.error({ err, topic: event.topic, eventId: event.id }, 'fastify-realtime: cannot encode a topic event; it was not delivered')
+        continue
+      }
+      for (const subscriber of subscribers) subscriber.deliver(frame, event)
+    }
+  }
+}

@@ -1,0 +1,23 @@
+export { fastifySse } from './sse/plugin.js'
+export type { FastifySseOptions, ReplySse } from './sse/plugin.js'
+export type { SseStream, SseOptions, SseItem, SendOptions, SendFunction } from './sse/stream.js'
+export { defineContract } from './contract.js'
+export type {
+  Contract,
+  AnyContract,
+  ContractDefinition,
+  SchemaMap,
+  EventName,
+  EventData,
+  MessageName,
+  MessageData,
+  ReplyData,
+  ValidationDetail
+} from './contract.js'
+export { memoryBroker } from './hub/memory-broker.js'
+export type { MemoryBrokerOptions } from './hub/memory-broker.js'
+export type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
+export type { Realtime, Topic, TopicOptions, PublishFunction } from './hub/hub.js'
+export { publicError } from './public-error.js'
+export type { PublicError } from './public-error.js'
+export * from './errors.js'

@@ -1,0 +1,164 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import { compiledOf, type AnyContract } from '../contract.js'
+import { FRT_ERR_INVALID_OPTION, FRT_ERR_SSE_ALREADY_SENT, FRT_ERR_SSE_CONFLICT } from '../errors.js'
+import type { Broker } from '../hub/broker.js'
+import { attachHub } from '../hub/attach.js'
+import type { Realtime } from '../hub/hub.js'
+import { assertRetry } from './framing.js'
+import {
+  Heartbeats,
+  SseStreamImpl,
+  heartbeatOption,
+  maxBufferedBytesOption,
+  type SseHost,
+  type SseItem,
+  type SseOptions,
+  type SseSettings,
+  type SseStream
+} from './stream.js'
+
+/** Options of the `fastifySse` plugin. */
+export interface FastifySseOptions {
+  /**
+   * Interval (ms) of the heartbeat comment that keeps proxies from closing idle streams; `0` or `false` turns it off.
+   * @default 15000
+   */
+  heartbeat?: number | false
+  /** Sent first on every stream as a `retry:` line (the client's reconnection delay in ms). Unset: none. */
+  retry?: number
+  /**
+   * Unsent bytes at which a stream is closed as a slow consumer (the client reconnects and resumes).
+   * @default 1048576
+   */
+  maxBufferedBytes?: number
+  /**
+   * The broker behind `fastify.realtime`, shared with `fastifyWs`.
+   * @default memoryBroker()
+   */
+  broker?: Broker
+}
+
+/** `reply.sse`: a push stream, or a stream fed from an (async) iterable. */
+export interface ReplySse {
+  /** Opens a push stream: status and headers are written at once; returns the stream. */
+  <C extends AnyContract | undefined = undefined>(options?: SseOptions<C>): SseStream<C>
+  /**
+   * Streams an (async) iterable of `{ event, data, id?, retry? }`, one item at a time with backpressure;
+   * calls its `return()` when the client leaves. Returns the reply, so `return reply.sse(gen())` works.
+   */
+  <C extends AnyContract | undefined = undefined>(
+    source: AsyncIterable<SseItem<NoInfer<C>>> | Iterable<SseItem<NoInfer<C>>>,
+    options?: SseOptions<C>
+  ): FastifyReply
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The realtime hub: topics shared by SSE streams and WebSocket connections. */
+    realtime: Realtime
+  }
+  interface FastifyReply {
+    /** Opens a Server-Sent Events stream on this reply. */
+    sse: ReplySse
+  }
+}
+
+const kStream = Symbol('fastify-realtime.sse.stream')
+const DEFAULT_HEARTBEAT = 15000
+const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
+
+function settingsOf (options: FastifySseOptions): SseSettings {
+  if (options.retry !== undefined) assertRetry(options.retry)
+  return Object.freeze({
+    heartbeat: heartbeatOption(options.heartbeat) ?? DEFAULT_HEARTBEAT,
+    retry: options.retry,
+    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes) ?? DEFAULT_MAX_BUFFERED_BYTES
+  })
+}
+
+function isSource (value: unknown): value is AsyncIterable<unknown> | Iterable<unknown> {
+  return value !== null && typeof value === 'object' &&
+    (typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function' ||
+      typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function')
+}
+
+function assertNoOtherSsePlugin (fastify: FastifyInstance): void {
+  if (fastify.hasPlugin('@fastify/sse')) throw new FRT_ERR_SSE_CONFLICT(' by @fastify/sse')
+  if (fastify.hasReplyDecorator('sse')) throw new FRT_ERR_SSE_CONFLICT(' (is fastifySse registered twice?)')
+}
+
+// A handler that throws after its stream opened would leave the stream hanging (Fastify only logs
+// "reply already sent"): the error ends the stream with a sanitized `realtime.error` instead.
+function endStreamOnError (reply: FastifyReply, err: unknown): undefined {
+  const stream = (reply as any)[kStream] as SseStreamImpl | null
+  if (stream === null) throw err
+  stream.fail(err)
+  return undefined
+}
+
+function wrapHandler (routeOptions: RouteOptions): void {
+  const handler = routeOptions.handler
+  routeOptions.handler = function sseAwareHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+    let result: unknown
+    try {
+      result = handler.call(this, request, reply)
+    } catch (err) {
+      return endStreamOnError(reply, err)
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+      return (result as Promise<unknown>).then(undefined, (err: unknown) => endStreamOnError(reply, err))
+    }
+    return result
+  }
+}
+
+async function fastifySsePlugin (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
+  assertNoOtherSsePlugin(fastify)
+  const host: SseHost = {
+    settings: settingsOf(options),
+    hub: attachHub(fastify, options.broker),
+    open: new Set(),
+    heartbeats: new Heartbeats(),
+    closing: false
+  }
+
+  fastify.decorateReply(kStream, null)
+  fastify.decorateReply('sse', function sse (this: FastifyReply, first?: unknown, second?: unknown): any {
+    const source = isSource(first) ? first : undefined
+    const options = (source === undefined ? first : second) ?? {}
+    if (typeof options !== 'object' || options === null) {
+      throw new FRT_ERR_INVALID_OPTION('reply.sse() options', 'expected an object such as { contract, retry, heartbeat, maxBufferedBytes }')
+    }
+    if ((this as any)[kStream] !== null || this.sent) throw new FRT_ERR_SSE_ALREADY_SENT()
+    const sseOptions = options as SseOptions<AnyContract | undefined>
+    const compiled = sseOptions.contract === undefined ? undefined : compiledOf(sseOptions.contract)
+    const stream = new SseStreamImpl(this, host, compiled, sseOptions)
+    ;(this as any)[kStream] = stream
+    // A stream opened while the server closes (a handler that awaited past preClose) ends at once.
+    if (host.closing) stream.shutdown()
+    if (source === undefined) return stream
+    stream.pump(source)
+    return this
+  })
+
+  fastify.addHook('onRoute', wrapHandler)
+  // @fastify/sse registered after this plugin assigns its own reply.sse per request: refuse to start.
+  fastify.addHook('onReady', async () => {
+    if (fastify.hasPlugin('@fastify/sse')) throw new FRT_ERR_SSE_CONFLICT(' by @fastify/sse')
+  })
+  fastify.addHook('preClose', (done) => {
+    host.closing = true
+    for (const stream of host.open) stream.shutdown()
+    done()
+  })
+}
+
+/**
+ * Server-Sent Events for Fastify: decorates replies with `reply.sse()` and the instance with
+ * `fastify.realtime` (shared with `fastifyWs`).
+ */
+export const fastifySse = fp(fastifySsePlugin, {
+  fastify: '5.x',
+  name: 'fastify-realtime-sse'
+})

@@ -1,0 +1,508 @@
+import type { ServerResponse } from 'node:http'
+import type { Http2ServerResponse } from 'node:http2'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import {
+  serializeJson,
+  type AnyContract,
+  type CompiledContract,
+  type EventData,
+  type EventName
+} from '../contract.js'
+import { FRT_ERR_INVALID_OPTION } from '../errors.js'
+import type { BrokerEvent } from '../hub/broker.js'
+import { compareEventIds, parseEventId, type EventIdParts } from '../hub/event-id.js'
+import { isTopic, type Hub, type Subscriber, type Topic } from '../hub/hub.js'
+import { clientError } from '../public-error.js'
+import { assertField, frameComment, frameEvent, frameRetry } from './framing.js'
+
+/** Options of one `send()`. */
+export interface SendOptions {
+  /** The event's `id:` field (`''` resets the client's last id). No CR, LF or NUL. */
+  id?: string
+  /** A `retry:` field sent with the event: the client's reconnection delay in ms. */
+  retry?: number
+}
+
+/** `send` of a stream: typed by the stream's contract, untyped without one. */
+export type SendFunction<C extends AnyContract | undefined> = [C] extends [AnyContract]
+  ? <K extends EventName<C>>(event: K, data: EventData<C, K>, options?: SendOptions) => boolean
+  : (event: string, data: unknown, options?: SendOptions) => boolean
+
+/** An item of an async-iterable source: typed by the contract, untyped without one. */
+export type SseItem<C extends AnyContract | undefined> = [C] extends [AnyContract]
+  ? { [K in EventName<C>]: { event: K, data: EventData<C, K>, id?: string, retry?: number } }[EventName<C>]
+  : { event?: string, data: unknown, id?: string, retry?: number }
+
+/** Options of `reply.sse()`. */
+export interface SseOptions<C extends AnyContract | undefined = undefined> {
+  /** Types and validates every event; data goes out as JSON. Without it, strings go out as they are. */
+  contract?: C
+  /** Sent first as a `retry:` line: the client's reconnection delay in ms. */
+  retry?: number
+  /** Heartbeat comment interval in ms for this stream; `0` or `false` turns it off. Default: the plugin's. */
+  heartbeat?: number | false
+  /** Unsent bytes at which this stream is closed as a slow consumer. Default: the plugin's. */
+  maxBufferedBytes?: number
+}
+
+/** A Server-Sent Events stream, returned by `reply.sse()`. */
+export interface SseStream<C extends AnyContract | undefined = undefined> {
+  /**
+   * Frames and writes one event. Validates the data first when the stream has a contract (throws
+   * `FRT_ERR_UNKNOWN_EVENT` / `FRT_ERR_VALIDATION`). Returns true when written or queued,
+   * false once the stream is closed; never throws after close.
+   */
+  readonly send: SendFunction<C>
+  /** Writes a comment (split on line breaks, so it cannot forge a field). False once closed. */
+  comment (text: string): boolean
+  /**
+   * Subscribes to one topic or several: replays the events after the request's `Last-Event-ID` that
+   * belong to them (merged in id order), then goes live, with no gap and no duplicate. An id that
+   * cannot be resumed sends one `realtime.reset` event first. Resolves once the replay is written
+   * and the subscription is live; never rejects (a broker failure closes the stream so the client
+   * reconnects and resumes).
+   */
+  subscribe (topics: Topic<any> | readonly Topic<any>[]): Promise<void>
+  /** Ends the stream. Idempotent. */
+  close (): void
+  /** Aborted when the stream ends: client gone, `close()`, slow-consumer cut-off or server closing. */
+  readonly signal: AbortSignal
+  /** Resolves (never rejects) when the stream has ended, for any reason. */
+  readonly closed: Promise<void>
+  /** The request's `Last-Event-ID` (or `?lastEventId=`), undefined when absent or over 256 chars. */
+  readonly lastEventId: string | undefined
+}
+
+/** Plugin-wide settings, normalized once at registration. @internal */
+export interface SseSettings {
+  readonly heartbeat: number
+  readonly retry: number | undefined
+  readonly maxBufferedBytes: number
+}
+
+/** What all streams of one plugin registration share. @internal */
+export interface SseHost {
+  readonly settings: SseSettings
+  readonly hub: Hub
+  readonly open: Set<SseStreamImpl>
+  readonly heartbeats: Heartbeats
+  closing: boolean
+}
+
+const MAX_LAST_EVENT_ID = 256
+const RESET_FRAME = Buffer.from(frameEvent('realtime.reset', '{}'))
+const HEARTBEAT_FRAME = Buffer.from(':\n\n')
+const SOURCE_ERROR_MESSAGE = 'The event source failed.'
+
+/** Frames a topic event for SSE, once per event whatever the number of streams. @internal */
+export function encodeSseEvent (event: BrokerEvent): Buffer {
+  return Buffer.from(frameEvent(event.event, event.data, event.id))
+}
+
+/** One heartbeat timer per interval, shared by every stream that uses it. @internal */
+export class Heartbeats {
+  private readonly groups = new Map<number, { timer: NodeJS.Timeout, streams: Set<SseStreamImpl> }>()
+
+  add (interval: number, stream: SseStreamImpl): void {
+    let group = this.groups.get(interval)
+    if (group === undefined) {
+      const streams = new Set<SseStreamImpl>()
+      const timer = setInterval(() => {
+        for (const member of streams) member.heartbeat()
+      }, interval)
+      timer.unref()
+      group = { timer, streams }
+      this.groups.set(interval, group)
+    }
+    group.streams.add(stream)
+  }
+
+  remove (interval: number, stream: SseStreamImpl): void {
+    const group = this.groups.get(interval)
+    if (group === undefined) return
+    group.streams.delete(stream)
+    if (group.streams.size === 0) {
+      clearInterval(group.timer)
+      this.groups.delete(interval)
+    }
+  }
+
+  get size (): number {
+    return this.groups.size
+  }
+}
+
+/** Reads `Last-Event-ID`, or `?lastEventId=` for polyfills that cannot set headers. */
+function readLastEventId (request: FastifyRequest): string | undefined {
+  let value: unknown = request.headers['last-event-id']
+  if (value === undefined) {
+    const query = request.query as Record<string, unknown> | undefined
+    value = query !== null && typeof query === 'object' ? query.lastEventId : undefined
+  }
+  if (typeof value !== 'string' || value.length > MAX_LAST_EVENT_ID) return undefined
+  return value
+}
+
+function optionalInteger (name: string, value: unknown, min: number): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new FRT_ERR_INVALID_OPTION(name, `expected an integer >= ${min}, got ${String(value)}`)
+  }
+  return value
+}
+
+/** Normalizes a heartbeat option: ms > 0, or 0 for off (`false` too). @internal */
+export function heartbeatOption (value: unknown): number | undefined {
+  return value === false ? 0 : optionalInteger('heartbeat', value, 0)
+}
+
+/** Normalizes a maxBufferedBytes option. @internal */
+export function maxBufferedBytesOption (value: unknown): number | undefined {
+  return optionalInteger('maxBufferedBytes', value, 1)
+}
+
+// Fastify creates request.signal lazily and reply.hijack() detaches a signal made before it; the
+// stream aborts that controller itself when it ends, so `reply.sse(generate(request.signal))` stops.
+let kRequestSignal: symbol | undefined
+function abortRequestSignal (request: FastifyRequest): void {
+  kRequestSignal ??= Object.getOwnPropertySymbols(request).find((symbol) => symbol.description === 'fastify.request.signal')
+  const controller = kRequestSignal === undefined ? undefined : (request as any)[kRequestSignal] as AbortController | null | undefined
+  if (controller != null && !controller.signal.aborted) controller.abort()
+}
+
+/** One topic subscription of a stream: buffers live events while the replay is written. */
+class SseSubscription implements Subscriber<Buffer> {
+  readonly topics: string[]
+  private readonly stream: SseStreamImpl
+  private buffered: BrokerEvent[] | undefined = []
+  private bufferedBytes = 0
+  // Events at or before the last replayed id were written by the replay: drop them until one passes.
+  private floor: EventIdParts | undefined
+
+  constructor (stream: SseStreamImpl, topics: string[]) {
+    this.stream = stream
+    this.topics = topics
+  }
+
+  deliver (frame: Buffer, event: BrokerEvent): void {
+    if (this.buffered !== undefined) {
+      this.buffered.push(event)
+      this.bufferedBytes += frame.length
+      if (this.bufferedBytes > this.stream.maxBufferedBytes) this.stream.cutSlowConsumer()
+      return
+    }
+    if (this.floor !== undefined) {
+      if (!this.passesFloor(event)) return
+      this.floor = undefined
+    }
+    this.stream.write(frame)
+  }
+
+  /** Ends the replay: writes what arrived meanwhile (none twice), then delivers live. */
+  goLive (lastReplayed: BrokerEvent | undefined): void {
+    const buffered = this.buffered as BrokerEvent[]
+    this.buffered = undefined
+    this.floor = lastReplayed === undefined ? undefined : parseEventId(lastReplayed.id)
+    for (const event of buffered) this.deliver(encodeSseEvent(event), event)
+  }
+
+  private passesFloor (event: BrokerEvent): boolean {
+    const id = parseEventId(event.id)
+    return id !== undefined && compareEventIds(id, this.floor as EventIdParts) > 0
+  }
+}
+
+/** @internal */
+export class SseStreamImpl {
+  readonly lastEventId: string | undefined
+  readonly maxBufferedBytes: number
+  private readonly raw: ServerResponse | Http2ServerResponse
+  private readonly request: FastifyRequest
+  private readonly log: FastifyBaseLogger
+  private readonly host: SseHost
+  private readonly compiled: CompiledContract | undefined
+  private readonly heartbeatInterval: number
+  private isOpen = true
+  private congested = false
+  private pendingBytes = 0
+  private drainWaiters: (() => void)[] | undefined
+  private subscriptions: SseSubscription[] | undefined
+  private controller: AbortController | undefined
+  private closedPromise: Promise<void> | undefined
+  private resolveClosed: (() => void) | undefined
+  private source: AsyncIterator<unknown> | Iterator<unknown> | undefined
+  private sourceStopped = false
+
+  constructor (reply: FastifyReply, host: SseHost, compiled: CompiledContract | undefined, options: SseOptions<any>) {
+    const settings = host.settings
+    const retry = options.retry === undefined ? settings.retry : optionalInteger('retry', options.retry, 0)
+    const heartbeat = heartbeatOption(options.heartbeat) ?? settings.heartbeat
+    this.maxBufferedBytes = maxBufferedBytesOption(options.maxBufferedBytes) ?? settings.maxBufferedBytes
+    this.request = reply.request
+    this.log = reply.log
+    this.raw = reply.raw
+    this.host = host
+    this.compiled = compiled
+    this.heartbeatInterval = heartbeat
+    this.lastEventId = readLastEventId(this.request)
+
+    const headers = reply.getHeaders() as Record<string, string | number | string[]>
+    delete headers['content-length']
+    delete headers['transfer-encoding']
+    headers['content-type'] = 'text/event-stream; charset=utf-8'
+    headers['cache-control'] = 'no-cache, no-transform'
+    headers['x-accel-buffering'] = 'no'
+    // Connection-specific headers are forbidden in HTTP/2 (RFC 9113, section 8.2.2).
+    if (this.request.raw.httpVersionMajor < 2) headers.connection = 'keep-alive'
+    else delete headers.connection
+
+    reply.hijack()
+    const raw = this.raw as ServerResponse
+    raw.on('close', this.onGone)
+    raw.on('error', this.onGone)
+    this.request.raw.on('error', this.onGone)
+    raw.writeHead(200, headers)
+    // Commit the status line and headers now, so the client's `open` fires before any event.
+    if (retry === undefined) raw.flushHeaders()
+    else raw.write(frameRetry(retry))
+    host.open.add(this)
+    if (heartbeat > 0) host.heartbeats.add(heartbeat, this)
+  }
+
+  send (event: string, data: unknown, options?: SendOptions): boolean {
+    if (!this.isOpen) return false
+    let text: string
+    if (this.compiled !== undefined) {
+      text = this.compiled.serializeEvent(event, data)
+    } else {
+      assertField('event', event)
+      text = typeof data === 'string' ? data : serializeJson(event, data)
+    }
+    return this.write(frameEvent(event, text, options?.id, options?.retry))
+  }
+
+  comment (text: string): boolean {
+    if (!this.isOpen) return false
+    return this.write(frameComment(text))
+  }
+
+  subscribe (topics: Topic<any> | readonly Topic<any>[]): Promise<void> {
+    const list = Array.isArray(topics) ? topics : [topics]
+    if (list.length === 0 || !list.every(isTopic)) {
+      throw new FRT_ERR_INVALID_OPTION('topics', 'expected a topic from fastify.realtime.topic(), or an array of them')
+    }
+    if (!this.isOpen) return Promise.resolve()
+    const names = [...new Set(list.map((topic) => topic.name))]
+    const subscription = new SseSubscription(this, names)
+    this.subscriptions ??= []
+    this.subscriptions.push(subscription)
+    for (const name of names) this.host.hub.add(name, encodeSseEvent, subscription)
+    return this.replay(subscription)
+  }
+
+  close (): void {
+    if (!this.isOpen) return
+    this.raw.end()
+    this.finish()
+  }
+
+  get signal (): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController()
+      if (!this.isOpen) this.controller.abort()
+    }
+    return this.controller.signal
+  }
+
+  get closed (): Promise<void> {
+    if (this.closedPromise === undefined) {
+      this.closedPromise = this.isOpen
+        ? new Promise((resolve) => { this.resolveClosed = resolve })
+        : Promise.resolve()
+    }
+    return this.closedPromise
+  }
+
+  /** Writes a frame, tracking unsent bytes; cuts the stream past maxBufferedBytes. @internal */
+  write (chunk: Buffer | string): boolean {
+    if (!this.isOpen) return false
+    const flushed = (this.raw as ServerResponse).write(chunk)
+    if (!flushed || this.congested) {
+      if (!this.congested) {
+        this.congested = true
+        this.raw.once('drain', this.onDrain)
+      }
+      this.pendingBytes += chunk.length
+      if (this.pendingBytes > this.maxBufferedBytes) this.cutSlowConsumer()
+    }
+    return true
+  }
+
+  /** @internal */
+  heartbeat (): void {
+    // A congested stream already has bytes in flight; a heartbeat would only add to them.
+    if (!this.congested) this.write(HEARTBEAT_FRAME)
+  }
+
+  /** Closes a consumer that does not read: destroying the socket frees its buffer at once. @internal */
+  cutSlowConsumer (): void {
+    if (!this.isOpen) return
+    this.log.warn({ maxBufferedBytes: this.maxBufferedBytes }, 'fastify-realtime: SSE client is not reading; closed as a slow consumer')
+    this.finish()
+    this.raw.destroy()
+  }
+
+  /** Ends the stream after a source or handler error: logged, a sanitized `realtime.error`, then the end. @internal */
+  fail (err: unknown): void {
+    if (!this.isOpen) return
+    this.log.error({ err }, 'fastify-realtime: SSE source failed; the stream was ended')
+    const { code, message } = clientError(err, 'SOURCE_ERROR', SOURCE_ERROR_MESSAGE)
+    this.write(frameEvent('realtime.error', JSON.stringify({ code, message })))
+    this.close()
+  }
+
+  /** Ends the stream because the server is closing; the client reconnects elsewhere or later. @internal */
+  shutdown (): void {
+    if (!this.isOpen) return
+    this.close()
+    // Nothing else will use this connection: release it now rather than leave it idle.
+    const request = this.request.raw as any
+    if (request.httpVersionMajor >= 2) request.stream?.session?.close()
+    else (this.raw as ServerResponse).once('finish', () => request.socket?.end?.())
+  }
+
+  /** Pulls an iterable one item at a time, waiting for `drain` between writes. @internal */
+  async pump (iterable: AsyncIterable<unknown> | Iterable<unknown>): Promise<void> {
+    let iterator: AsyncIterator<unknown> | Iterator<unknown>
+    try {
+      iterator = typeof (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function'
+        ? (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+        : (iterable as Iterable<unknown>)[Symbol.iterator]()
+      this.source = iterator
+      while (this.isOpen) {
+        const result = await iterator.next()
+        if (result.done === true) {
+          this.sourceStopped = true
+          break
+        }
+        if (!this.isOpen) break
+        this.sendItem(result.value)
+        if (this.congested) await this.drained()
+      }
+      this.close()
+    } catch (err) {
+      this.sourceStopped = true
+      this.fail(err)
+    }
+  }
+
+  private sendItem (item: unknown): void {
+    if (item === null || typeof item !== 'object') {
+      throw new FRT_ERR_INVALID_OPTION('source item', 'expected { event, data, id?, retry? }')
+    }
+    const { event, data, id, retry } = item as { event?: string, data: unknown, id?: string, retry?: number }
+    if (this.compiled === undefined && event === undefined) {
+      this.write(frameEvent(undefined, typeof data === 'string' ? data : serializeJson('message', data), id, retry))
+      return
+    }
+    this.send(event as string, data, { id, retry })
+  }
+
+  /** Resolves on `drain`, or at once when the stream ends: the wait never outlives the client. */
+  private drained (): Promise<void> {
+    if (!this.congested || !this.isOpen) return Promise.resolve()
+    return new Promise((resolve) => {
+      this.drainWaiters ??= []
+      this.drainWaiters.push(resolve)
+    })
+  }
+
+  private async replay (subscription: SseSubscription): Promise<void> {
+    if (this.lastEventId === undefined) {
+      subscription.goLive(undefined)
+      return
+    }
+    let history: BrokerEvent[] | null
+    try {
+      history = await this.host.hub.broker.history(this.lastEventId, new Set(subscription.topics))
+    } catch (err) {
+      // Resume cannot be answered now; closing lets the client come back with the same Last-Event-ID.
+      this.log.error({ err }, 'fastify-realtime: cannot read the history to resume an SSE stream; it was closed')
+      this.close()
+      return
+    }
+    if (!this.isOpen) return
+    if (history === null) {
+      this.write(RESET_FRAME)
+      subscription.goLive(undefined)
+      return
+    }
+    for (const event of history) {
+      this.write(encodeSseEvent(event))
+      if (this.congested) await this.drained()
+      if (!this.isOpen) return
+    }
+    subscription.goLive(history.at(-1))
+  }
+
+  private readonly onDrain = (): void => {
+    this.congested = false
+    this.pendingBytes = 0
+    this.releaseDrainWaiters()
+  }
+
+  private readonly onGone = (): void => {
+    // A request 'error' is the client leaving mid-upload, or an aborted inject(); a response
+    // 'close' or 'error' is the connection ending. Either way the stream is over.
+    if (!this.isOpen) return
+    this.finish()
+    if (!this.raw.destroyed) this.raw.destroy()
+  }
+
+  private releaseDrainWaiters (): void {
+    const waiters = this.drainWaiters
+    if (waiters === undefined) return
+    this.drainWaiters = undefined
+    for (const resolve of waiters) resolve()
+  }
+
+  /** Releases everything the stream holds; runs exactly once. */
+  private finish (): void {
+    this.isOpen = false
+    const raw = this.raw as ServerResponse
+    raw.removeListener('drain', this.onDrain)
+    this.request.raw.removeListener('error', this.onGone)
+    this.host.open.delete(this)
+    if (this.heartbeatInterval > 0) this.host.heartbeats.remove(this.heartbeatInterval, this)
+    if (this.subscriptions !== undefined) {
+      for (const subscription of this.subscriptions) {
+        for (const name of subscription.topics) this.host.hub.remove(name, encodeSseEvent, subscription)
+      }
+      this.subscriptions = undefined
+    }
+    this.releaseDrainWaiters()
+    this.stopSource()
+    this.controller?.abort()
+    abortRequestSignal(this.request)
+    this.resolveClosed?.()
+  }
+
+  private stopSource (): void {
+    const source = this.source
+    if (source === undefined || this.sourceStopped) return
+    this.sourceStopped = true
+    if (typeof source.return !== 'function') return
+    try {
+      const result = source.return()
+      if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+        (result as Promise<unknown>).then(undefined, (err: unknown) => this.logReturnError(err))
+      }
+    } catch (err) {
+      this.logReturnError(err)
+    }
+  }
+
+  private logReturnError (err: unknown): void {
+    this.log.error({ err }, 'fastify-realtime: the SSE source threw while being stopped')
+  }
+}
