@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import type { OutgoingHttpHeaders } from 'node:http'
 import { FRT_ERR_TESTING } from './errors.js'
 import { EventStreamParser, type ParsedEvent } from './sse/parser.js'
 
@@ -28,7 +28,7 @@ export interface InjectSSEOptions {
 /** An SSE response read through `inject`, event by event. */
 export interface InjectedSSE {
   statusCode: number
-  headers: IncomingHttpHeaders
+  headers: OutgoingHttpHeaders
   /** The next event; rejects with `FRT_ERR_TESTING` when the stream ends first or the timeout passes. */
   next (): Promise<SseEvent>
   /** The remaining events, until the stream ends. */
@@ -73,7 +73,7 @@ export async function injectSSE (app: FastifyInstance, options: InjectSSEOptions
       payloadAsStream: true,
       signal: controller.signal
     }),
-    new Promise<never>((resolve, reject) => {
+    new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => {
         controller.abort()
         reject(new FRT_ERR_TESTING(`injectSSE: no response headers from ${options.url} within ${timeout} ms`))
