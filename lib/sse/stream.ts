@@ -93,6 +93,7 @@ const MAX_LAST_EVENT_ID = 256
 const RESET_FRAME = Buffer.from(frameEvent('realtime.reset', '{}'))
 const HEARTBEAT_FRAME = Buffer.from(':\n\n')
 const SOURCE_ERROR_MESSAGE = 'The event source failed.'
+const SOURCE_YIELD_EVERY = 64
 
 /** Frames a topic event for SSE, once per event whatever the number of streams. @internal */
 export function encodeSseEvent (event: BrokerEvent): Buffer {
@@ -379,6 +380,7 @@ export class SseStreamImpl {
         ? (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator]()
         : (iterable as Iterable<unknown>)[Symbol.iterator]()
       this.source = iterator
+      let sinceYield = 0
       while (this.isOpen) {
         const result = await iterator.next()
         if (result.done === true) {
@@ -387,7 +389,15 @@ export class SseStreamImpl {
         }
         if (!this.isOpen) break
         this.sendItem(result.value)
-        if (this.congested) await this.drained()
+        if (this.congested) {
+          sinceYield = 0
+          await this.drained()
+        } else if (++sinceYield === SOURCE_YIELD_EVERY) {
+          // A source that never waits, read by a client that keeps up, would otherwise hold the
+          // event loop in microtasks forever: give other connections and timers their turn.
+          sinceYield = 0
+          await new Promise(setImmediate)
+        }
       }
       this.close()
     } catch (err) {
