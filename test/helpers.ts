@@ -14,7 +14,7 @@ export async function build (t: Test, options: FastifySseOptions = {}, serverOpt
 }
 
 /** Listens on a private loopback port; returns the base URL. */
-export async function listen (app: FastifyInstance): Promise<string> {
+export async function listen (app: { listen: (options: { port: number, host: string }) => Promise<string> }): Promise<string> {
   return app.listen({ port: 0, host: '127.0.0.1' })
 }
 

@@ -2,11 +2,14 @@ import http2 from 'node:http2'
 import { once } from 'node:events'
 import t from 'tap'
 import Fastify from 'fastify'
-import fastifySseOfficial from '@fastify/sse'
+import { createRequire } from 'node:module'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifySse, memoryBroker, type SseStream } from '../lib/index.js'
 import { injectSSE } from '../lib/testing.js'
 import { build, captureLogs, connect, listen, rawRequest, tick } from './helpers.js'
+
+// @fastify/sse's types do not describe its CommonJS export as a plugin under NodeNext.
+const fastifySseOfficial = createRequire(import.meta.url)('@fastify/sse')
 
 const feed = defineContract({ events: { blob: Type.String() } })
 
@@ -210,7 +213,7 @@ t.test('registering next to @fastify/sse fails with a coded error, in either ord
   const after = Fastify()
   await after.register(fastifySse)
   after.register(fastifySseOfficial)
-  await t.rejects(after.ready(), { code: 'FRT_ERR_SSE_CONFLICT', message: /@fastify\/sse/ })
+  await t.rejects(async () => { await after.ready() }, { code: 'FRT_ERR_SSE_CONFLICT', message: /@fastify\/sse/ })
   await after.close()
 
   const twice = Fastify()
