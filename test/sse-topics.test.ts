@@ -266,3 +266,16 @@ t.test('one published event is framed once, whatever the number of streams', asy
   t.equal(framed, 1)
   for (const client of clients) await client.close()
 })
+
+t.test('a forged id that looks valid but was never issued is a reset, not a partial replay', async (t) => {
+  const app = await build(t)
+  const lobby = app.realtime.topic('lobby', { contract: chat })
+  app.get('/e', (request, reply) => { reply.sse().subscribe(lobby) })
+  const ids = await publishAll(lobby, ['a', 'b'])
+  const [ms, seq] = (ids[0] as string).split('-').map(Number) as [number, number]
+  for (const forged of [`${ms}-${seq + 1000}`, `${ms - 1}-0`, `0${ids[0]}`, `${ms}-0${seq}`]) {
+    const sse = await injectSSE(app, { url: '/e', lastEventId: forged })
+    t.equal((await sse.next()).event, 'realtime.reset', forged)
+    await sse.close()
+  }
+})

@@ -1,7 +1,8 @@
 // Event ids are `<ms>-<seq>` (decimal integers, ordered by ms then seq), the form Redis Streams use,
 // so one id is a resume point for any set of topics, in memory and in Redis alike.
 
-const EVENT_ID = /^(\d{1,16})-(\d{1,16})$/
+// Canonical decimal only (no leading zeros): a resume point is an id exactly as it was issued.
+const EVENT_ID = /^(0|[1-9]\d{0,15})-(0|[1-9]\d{0,15})$/
 
 /** A parsed event id. */
 export interface EventIdParts {
