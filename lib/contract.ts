@@ -138,7 +138,13 @@ function compileMap (kind: string, schemas: SchemaMap | undefined): Map<string, 
     if (schema === null || typeof schema !== 'object') {
       throw new FRT_ERR_INVALID_OPTION(`${kind}s.${name}`, 'expected a TypeBox schema')
     }
-    map.set(name, new Checker(name, schema))
+    let checker: Checker
+    try {
+      checker = new Checker(name, schema)
+    } catch (err) {
+      throw new FRT_ERR_INVALID_OPTION(`${kind}s.${name}`, `expected a TypeBox schema (${(err as Error).message})`)
+    }
+    map.set(name, checker)
   }
   return map
 }
@@ -196,9 +202,9 @@ export function defineContract<
   if (definition === null || typeof definition !== 'object') {
     throw new FRT_ERR_INVALID_OPTION('definition', 'expected an object with events, messages and/or replies')
   }
-  const events = definition.events ?? ({} as E)
-  const messages = definition.messages ?? ({} as M)
-  const replies = definition.replies ?? ({} as R)
+  const events = definition.events === undefined ? ({} as E) : definition.events
+  const messages = definition.messages === undefined ? ({} as M) : definition.messages
+  const replies = definition.replies === undefined ? ({} as R) : definition.replies
   const compiled = new CompiledContract(events, messages, replies)
   const contract: Contract<E, M, R> = Object.freeze({ events, messages, replies })
   compiledContracts.set(contract, compiled)

@@ -68,18 +68,19 @@ class TopicImpl {
   }
 
   publish (event: string, data: unknown): Promise<string> {
-    let json: string
     try {
+      let json: string
       if (this.compiled !== undefined) {
         json = this.compiled.serializeEvent(event, data)
       } else {
         assertName('event', event)
         json = serializeJson(event, data)
       }
+      // Inside the try too: a broker that throws instead of rejecting still yields a rejection.
+      return this.hub.broker.publish(this.name, event, json)
     } catch (err) {
       return Promise.reject(err)
     }
-    return this.hub.broker.publish(this.name, event, json)
   }
 }
 

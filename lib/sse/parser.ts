@@ -14,7 +14,8 @@ export class EventStreamParser {
   lastEventId = ''
   /** The reconnection time set by the last valid `retry:` field, if any. */
   retry: number | undefined
-  private readonly decoder = new TextDecoder('utf-8')
+  // The spec strips one leading BOM; the decoder must not strip another.
+  private readonly decoder = new TextDecoder('utf-8', { ignoreBOM: true })
   private readonly onEvent: (event: ParsedEvent) => void
   private buffer = ''
   private started = false
@@ -34,6 +35,7 @@ export class EventStreamParser {
       this.started = true
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
     }
+    if (text.length === 0) return
     if (this.pendingCR && text.charCodeAt(0) === 0x0a) text = text.slice(1) // the LF of a CRLF split across chunks
     this.pendingCR = false
     this.buffer += text
