@@ -262,3 +262,44 @@ t.test('1,000 open/close cycles leave nothing behind', async (t) => {
   t.equal((app.realtime as any).subscriberCount('lobby'), 0, 'no subscription left')
   t.ok(growth < 2 * 1024 * 1024, `heap grew by ${Math.round(growth / 1024)} KiB over 1,000 cycles`)
 })
+
+t.test('a replay larger than the socket buffers waits for drain instead of cutting', async (t) => {
+  const app = await build(t, { maxBufferedBytes: 1024 * 1024 })
+  const lobby = app.realtime.topic('lobby', { contract: feed })
+  let subscribed!: Promise<void>
+  app.get('/e', (request, reply) => { subscribed = reply.sse().subscribe(lobby) })
+  const start = await lobby.publish('blob', 'start')
+  const blob = 'r'.repeat(16 * 1024)
+  for (let i = 0; i < 600; i++) await lobby.publish('blob', blob) // ~9.6 MB of history
+  const client = await connect(`${await listen(app)}/e`, { 'last-event-id': start })
+  client.response.pause()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  client.response.resume()
+  await client.waitFor(600)
+  await subscribed
+  const live = await lobby.publish('blob', 'live')
+  const events = await client.waitFor(601)
+  t.equal(events.at(-1)?.id, live, 'every replayed event arrived, then the live one')
+  client.destroy()
+})
+
+t.test('a client that leaves during a replay\'s drain wait ends it', async (t) => {
+  const app = await build(t, { maxBufferedBytes: 64 * 1024 * 1024 })
+  const lobby = app.realtime.topic('lobby', { contract: feed })
+  let subscribed!: Promise<void>
+  let stream!: SseStream
+  app.get('/e', (request, reply) => {
+    stream = reply.sse()
+    subscribed = stream.subscribe(lobby)
+  })
+  const start = await lobby.publish('blob', 'start')
+  const blob = 'l'.repeat(16 * 1024)
+  for (let i = 0; i < 600; i++) await lobby.publish('blob', blob)
+  const socket = await rawRequest(await listen(app), '/e', { 'last-event-id': start })
+  socket.pause()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  socket.destroy()
+  await within(subscribed, 2000, 'subscribe()')
+  await stream.closed
+  t.equal((app.realtime as any).subscriberCount('lobby'), 0)
+})

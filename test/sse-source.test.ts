@@ -33,11 +33,11 @@ t.test('return reply.sse(source) works in an async handler', async (t) => {
   const app = await build(t)
   app.get('/e', async (request, reply) => {
     await tick()
-    return reply.sse([{ data: 'plain' }, { event: 'e', data: { a: 1 } }])
+    return reply.sse([{ data: 'plain' }, { data: { b: 2 } }, { event: 'e', data: { a: 1 } }])
   })
   const response = await app.inject({ url: '/e' })
   t.equal(response.statusCode, 200)
-  t.equal(response.body, 'data: plain\n\nevent: e\ndata: {"a":1}\n\n', 'a sync iterable works too; no event means message')
+  t.equal(response.body, 'data: plain\n\ndata: {"b":2}\n\nevent: e\ndata: {"a":1}\n\n', 'a sync iterable works too; no event means message')
 })
 
 t.test('the source is pulled one item at a time, only as fast as the client reads', async (t) => {
@@ -250,4 +250,64 @@ t.test('a handler that throws before reply.sse() gets the usual error response',
   t.equal((await app.inject({ url: '/sync' })).statusCode, 500)
   t.equal((await app.inject({ url: '/async' })).statusCode, 418)
   t.equal((await app.inject({ url: '/value' })).body, 'plain')
+})
+
+t.test('a source that rejects because its signal aborted ends quietly', async (t) => {
+  const logs = captureLogs()
+  const app = await build(t, {}, { logger: { stream: logs.stream } })
+  let rejected!: () => void
+  const done = new Promise<void>((resolve) => { rejected = resolve })
+  app.get('/e', (request, reply) => {
+    const { signal } = request
+    return reply.sse({
+      [Symbol.asyncIterator] () {
+        let first = true
+        return {
+          next: () => {
+            if (first) {
+              first = false
+              return Promise.resolve({ done: false, value: { data: 'first' } })
+            }
+            return new Promise((resolve, reject) => signal.addEventListener('abort', () => {
+              reject(signal.reason)
+              setImmediate(rejected)
+            }))
+          }
+        }
+      }
+    })
+  })
+  const sse = await injectSSE(app, { url: '/e' })
+  await sse.next()
+  await sse.close()
+  await done
+  t.notOk(logs.lines.some((line) => line.msg?.startsWith('fastify-realtime')), 'nothing logged as a failure')
+})
+
+t.test('an iterable source is cut as a slow consumer when the client stops reading', async (t) => {
+  const app = await build(t, { maxBufferedBytes: 64 * 1024 })
+  let returned!: () => void
+  const stopped = new Promise<void>((resolve) => { returned = resolve })
+  app.get('/e', (request, reply) => reply.sse((async function * () {
+    try {
+      while (true) yield { data: 'q'.repeat(100000) }
+    } finally {
+      returned()
+    }
+  })()))
+  const socket = await rawRequest(await listen(app), '/e')
+  socket.pause()
+  await stopped
+  t.pass('the source was stopped once the stream was cut')
+  socket.destroy()
+})
+
+t.test('return reply.sse(source) from a sync handler logs no warning', async (t) => {
+  const logs = captureLogs()
+  const app = await build(t, {}, { logger: { stream: logs.stream } })
+  app.get('/e', (request, reply) => reply.sse([{ data: 'x' }]))
+  app.get('/sent', (request, reply) => reply.send('plain'))
+  t.equal((await app.inject({ url: '/e' })).body, 'data: x\n\n')
+  t.same(logs.lines.filter((line) => line.level >= 40).map((line) => line.msg), [])
+  t.equal((await app.inject({ url: '/sent' })).body, 'plain', 'a returned reply without a stream is left to Fastify')
 })

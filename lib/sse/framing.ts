@@ -34,7 +34,7 @@ export function frameData (data: string): string {
 
 /**
  * One complete event, ending with the blank line that dispatches it.
- * `event` undefined means the default `message` type; `id: ''` is legal and resets the client's last id.
+ * `event` undefined (or `message`, the default type) writes no `event:` line; `id: ''` is legal and resets the client's last id.
  */
 export function frameEvent (event: string | undefined, data: string, id?: string, retry?: number): string {
   let out = ''
@@ -42,7 +42,8 @@ export function frameEvent (event: string | undefined, data: string, id?: string
     assertField('id', id)
     out += `id: ${id}\n`
   }
-  if (event !== undefined) {
+  // `message` is the type a client gives an event without an `event:` line: no need to send it.
+  if (event !== undefined && event !== 'message') {
     assertField('event', event)
     out += `event: ${event}\n`
   }

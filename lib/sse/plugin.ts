@@ -106,6 +106,9 @@ function wrapHandler (routeOptions: RouteOptions): void {
     } catch (err) {
       return endStreamOnError(reply, err)
     }
+    // A returned reply is not a promise, though it has a then(): `return reply` after reply.sse(source)
+    // in a sync handler means "already handled" (and Fastify would warn on sending it again).
+    if (result === reply) return (reply as any)[kStream] === null ? result : undefined
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
       return (result as Promise<unknown>).then(undefined, (err: unknown) => endStreamOnError(reply, err))
     }

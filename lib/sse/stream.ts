@@ -119,27 +119,20 @@ export class Heartbeats {
   }
 
   remove (interval: number, stream: SseStreamImpl): void {
-    const group = this.groups.get(interval)
-    if (group === undefined) return
+    // Only streams that add() themselves call remove(), so the group exists.
+    const group = this.groups.get(interval) as { timer: NodeJS.Timeout, streams: Set<SseStreamImpl> }
     group.streams.delete(stream)
     if (group.streams.size === 0) {
       clearInterval(group.timer)
       this.groups.delete(interval)
     }
   }
-
-  get size (): number {
-    return this.groups.size
-  }
 }
 
 /** Reads `Last-Event-ID`, or `?lastEventId=` for polyfills that cannot set headers. */
 function readLastEventId (request: FastifyRequest): string | undefined {
   let value: unknown = request.headers['last-event-id']
-  if (value === undefined) {
-    const query = request.query as Record<string, unknown> | undefined
-    value = query !== null && typeof query === 'object' ? query.lastEventId : undefined
-  }
+  if (value === undefined) value = Object(request.query).lastEventId
   if (typeof value !== 'string' || value.length > MAX_LAST_EVENT_ID) return undefined
   return value
 }
@@ -283,7 +276,6 @@ export class SseStreamImpl {
   }
 
   comment (text: string): boolean {
-    if (!this.isOpen) return false
     return this.write(frameComment(text))
   }
 
@@ -347,7 +339,7 @@ export class SseStreamImpl {
 
   /** Closes a consumer that does not read: destroying the socket frees its buffer at once. @internal */
   cutSlowConsumer (): void {
-    if (!this.isOpen) return
+    // Callers hold an open stream: write() checks, and a closed stream has no subscriptions left.
     this.log.warn({ maxBufferedBytes: this.maxBufferedBytes }, 'fastify-realtime: SSE client is not reading; closed as a slow consumer')
     this.finish()
     this.raw.destroy()
@@ -355,6 +347,7 @@ export class SseStreamImpl {
 
   /** Ends the stream after a source or handler error: logged, a sanitized `realtime.error`, then the end. @internal */
   fail (err: unknown): void {
+    // A source or handler that rejects because the client left (an aborted signal) is no failure.
     if (!this.isOpen) return
     this.log.error({ err }, 'fastify-realtime: SSE source failed; the stream was ended')
     const { code, message } = clientError(err, 'SOURCE_ERROR', SOURCE_ERROR_MESSAGE)
@@ -364,7 +357,7 @@ export class SseStreamImpl {
 
   /** Ends the stream because the server is closing; the client reconnects elsewhere or later. @internal */
   shutdown (): void {
-    if (!this.isOpen) return
+    // Only open streams are shut down: the preClose loop walks host.open, reply.sse() a new stream.
     this.close()
     // Nothing else will use this connection: release it now rather than leave it idle.
     const request = this.request.raw as any
@@ -420,7 +413,7 @@ export class SseStreamImpl {
 
   /** Resolves on `drain`, or at once when the stream ends: the wait never outlives the client. */
   private drained (): Promise<void> {
-    if (!this.congested || !this.isOpen) return Promise.resolve()
+    if (!this.isOpen) return Promise.resolve()
     return new Promise((resolve) => {
       this.drainWaiters ??= []
       this.drainWaiters.push(resolve)
