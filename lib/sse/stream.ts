@@ -10,8 +10,8 @@ import {
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import type { BrokerEvent } from '../hub/broker.js'
-import { compareEventIds, parseEventId, type EventIdParts } from '../hub/event-id.js'
-import { isTopic, type Hub, type Subscriber, type Topic } from '../hub/hub.js'
+import { isTopic, type Hub, type Topic } from '../hub/hub.js'
+import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import { assertField, frameComment, frameEvent, frameRetry } from './framing.js'
 
@@ -164,50 +164,8 @@ function abortRequestSignal (request: FastifyRequest): void {
   if (controller != null && !controller.signal.aborted) controller.abort()
 }
 
-/** One topic subscription of a stream: buffers live events while the replay is written. */
-class SseSubscription implements Subscriber<Buffer> {
-  readonly topics: string[]
-  private readonly stream: SseStreamImpl
-  private buffered: BrokerEvent[] | undefined = []
-  private bufferedBytes = 0
-  // Events at or before the last replayed id were written by the replay: drop them until one passes.
-  private floor: EventIdParts | undefined
-
-  constructor (stream: SseStreamImpl, topics: string[]) {
-    this.stream = stream
-    this.topics = topics
-  }
-
-  deliver (frame: Buffer, event: BrokerEvent): void {
-    if (this.buffered !== undefined) {
-      this.buffered.push(event)
-      this.bufferedBytes += frame.length
-      if (this.bufferedBytes > this.stream.maxBufferedBytes) this.stream.cutSlowConsumer()
-      return
-    }
-    if (this.floor !== undefined) {
-      if (!this.passesFloor(event)) return
-      this.floor = undefined
-    }
-    this.stream.write(frame)
-  }
-
-  /** Ends the replay: writes what arrived meanwhile (none twice), then delivers live. */
-  goLive (lastReplayed: BrokerEvent | undefined): void {
-    const buffered = this.buffered as BrokerEvent[]
-    this.buffered = undefined
-    this.floor = lastReplayed === undefined ? undefined : parseEventId(lastReplayed.id)
-    for (const event of buffered) this.deliver(encodeSseEvent(event), event)
-  }
-
-  private passesFloor (event: BrokerEvent): boolean {
-    const id = parseEventId(event.id)
-    return id !== undefined && compareEventIds(id, this.floor as EventIdParts) > 0
-  }
-}
-
 /** @internal */
-export class SseStreamImpl {
+export class SseStreamImpl implements Sink {
   readonly lastEventId: string | undefined
   readonly maxBufferedBytes: number
   private readonly raw: ServerResponse | Http2ServerResponse
@@ -216,11 +174,11 @@ export class SseStreamImpl {
   private readonly host: SseHost
   private readonly compiled: CompiledContract | undefined
   private readonly heartbeatInterval: number
-  private isOpen = true
-  private congested = false
+  isOpen = true
+  congested = false
   private pendingBytes = 0
   private drainWaiters: (() => void)[] | undefined
-  private subscriptions: SseSubscription[] | undefined
+  private subscriptions: Subscription[] | undefined
   private controller: AbortController | undefined
   private closedPromise: Promise<void> | undefined
   private resolveClosed: (() => void) | undefined
@@ -286,11 +244,10 @@ export class SseStreamImpl {
     }
     if (!this.isOpen) return Promise.resolve()
     const names = [...new Set(list.map((topic) => topic.name))]
-    const subscription = new SseSubscription(this, names)
+    const subscription = new Subscription(this.host.hub, this, names, encodeSseEvent)
     this.subscriptions ??= []
     this.subscriptions.push(subscription)
-    for (const name of names) this.host.hub.add(name, encodeSseEvent, subscription)
-    return this.replay(subscription)
+    return subscription.start(this.lastEventId)
   }
 
   close (): void {
@@ -411,8 +368,8 @@ export class SseStreamImpl {
     this.send(event as string, data, { id, retry })
   }
 
-  /** Resolves on `drain`, or at once when the stream ends: the wait never outlives the client. */
-  private drained (): Promise<void> {
+  /** Resolves on `drain`, or at once when the stream ends: the wait never outlives the client. @internal */
+  drained (): Promise<void> {
     if (!this.isOpen) return Promise.resolve()
     return new Promise((resolve) => {
       this.drainWaiters ??= []
@@ -420,32 +377,15 @@ export class SseStreamImpl {
     })
   }
 
-  private async replay (subscription: SseSubscription): Promise<void> {
-    if (this.lastEventId === undefined) {
-      subscription.goLive(undefined)
-      return
-    }
-    let history: BrokerEvent[] | null
-    try {
-      history = await this.host.hub.broker.history(this.lastEventId, new Set(subscription.topics))
-    } catch (err) {
-      // Resume cannot be answered now; closing lets the client come back with the same Last-Event-ID.
-      this.log.error({ err }, 'fastify-realtime: cannot read the history to resume an SSE stream; it was closed')
-      this.close()
-      return
-    }
-    if (!this.isOpen) return
-    if (history === null) {
-      this.write(RESET_FRAME)
-      subscription.goLive(undefined)
-      return
-    }
-    for (const event of history) {
-      this.write(encodeSseEvent(event))
-      if (this.congested) await this.drained()
-      if (!this.isOpen) return
-    }
-    subscription.goLive(history.at(-1))
+  /** @internal */
+  reset (): void {
+    this.write(RESET_FRAME)
+  }
+
+  /** Resume cannot be answered now; closing lets the client come back with the same Last-Event-ID. @internal */
+  historyFailed (err: unknown): void {
+    this.log.error({ err }, 'fastify-realtime: cannot read the history to resume an SSE stream; it was closed')
+    this.close()
   }
 
   private readonly onDrain = (): void => {
@@ -478,9 +418,7 @@ export class SseStreamImpl {
     this.host.open.delete(this)
     if (this.heartbeatInterval > 0) this.host.heartbeats.remove(this.heartbeatInterval, this)
     if (this.subscriptions !== undefined) {
-      for (const subscription of this.subscriptions) {
-        for (const name of subscription.topics) this.host.hub.remove(name, encodeSseEvent, subscription)
-      }
+      for (const subscription of this.subscriptions) subscription.stop()
       this.subscriptions = undefined
     }
     this.releaseDrainWaiters()
