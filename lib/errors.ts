@@ -86,6 +86,41 @@ export const FRT_ERR_SSE_ALREADY_SENT = createError(
   500
 )
 
+/** A WebSocket upgrade without valid credentials: `authenticate` returned null/undefined, or an expired `expiresAt`. */
+export const FRT_ERR_WS_UNAUTHORIZED = createError(
+  'FRT_ERR_WS_UNAUTHORIZED',
+  'Authentication required: send valid credentials (Authorization: Bearer, or a "bearer.<token>" subprotocol next to "realtime.v1").',
+  401
+)
+
+/** A WebSocket upgrade from an `Origin` the route does not allow (cross-site WebSocket hijacking). */
+export const FRT_ERR_WS_FORBIDDEN_ORIGIN = createError(
+  'FRT_ERR_WS_FORBIDDEN_ORIGIN',
+  'This origin may not open a WebSocket here. Add it to the "origins" option of fastifyWs or of the route.',
+  403
+)
+
+/** An `app.ws()` route has no `authenticate` of its own and none at plugin level. */
+export const FRT_ERR_WS_AUTH_REQUIRED = createError<[string]>(
+  'FRT_ERR_WS_AUTH_REQUIRED',
+  'The WebSocket route %s has no authenticate: pass authenticate to fastifyWs or to the route, or authenticate: false for a public route.',
+  500
+)
+
+/** A message of the route's contract has no handler. */
+export const FRT_ERR_WS_MISSING_HANDLER = createError<[string, string]>(
+  'FRT_ERR_WS_MISSING_HANDLER',
+  'The WebSocket route %s has no handler for the message "%s" of its contract. Add it to the route\'s handlers.',
+  500
+)
+
+/** `@fastify/websocket` is already registered: fastifyWs registers it itself, with safe limits. */
+export const FRT_ERR_WS_CONFLICT = createError(
+  'FRT_ERR_WS_CONFLICT',
+  'Cannot register fastifyWs: @fastify/websocket is already registered. fastifyWs registers it with safe limits (maxPayload, origin checks, 1001 on close); remove your registration, { websocket: true } routes keep working.',
+  500
+)
+
 /** A test helper saw the stream or socket end (or time out) before the awaited event arrived. */
 export const FRT_ERR_TESTING = createError<[string]>(
   'FRT_ERR_TESTING',

@@ -1,6 +1,12 @@
 export { fastifySse } from './sse/plugin.js'
 export type { FastifySseOptions, ReplySse } from './sse/plugin.js'
 export type { SseStream, SseOptions, SseItem, SendOptions, SendFunction } from './sse/stream.js'
+export { fastifyWs } from './ws/plugin.js'
+export type { FastifyWsOptions, WsRouteOptions, WsHandlers, Authenticate, RateLimitOptions, AppWs } from './ws/plugin.js'
+export type { Connection, ConnectionSend, ConnectionSubscribeOptions, RealtimeTypes, RealtimeUser } from './ws/connection.js'
+export { bearerToken } from './ws/auth.js'
+export type { OriginPolicy } from './ws/auth.js'
+export type { WsErrorCode, MessageId } from './ws/protocol.js'
 export { defineContract } from './contract.js'
 export type {
   Contract,

@@ -156,3 +156,175 @@ export async function injectSSE (app: FastifyInstance, options: InjectSSEOptions
     ended
   }
 }
+
+/** A frame from the server, parsed. */
+export interface WsFrame {
+  type: string
+  [key: string]: unknown
+}
+
+/** An event frame: `topic` and `id` are set when it came from a topic. */
+export interface WsEvent {
+  event: string
+  data: unknown
+  topic?: string
+  id?: string
+}
+
+/** Options of {@link connectWS}. */
+export interface ConnectWSOptions {
+  headers?: Record<string, string>
+  /** Offered as `Sec-WebSocket-Protocol`, e.g. `['realtime.v1', 'bearer.' + token]`. */
+  protocols?: string[]
+  /**
+   * How long (ms) a request or a wait for a frame may take before rejecting with `FRT_ERR_TESTING`.
+   * @default 5000
+   */
+  timeout?: number
+}
+
+/** A WebSocket connected through `app.injectWS()`, speaking the library's wire protocol. */
+export interface ConnectedWS {
+  /** Sends `{ type, id, data }` and resolves with the reply's data; rejects with the error frame's `code`, `message` and `details`. */
+  request (type: string, data?: unknown): Promise<unknown>
+  /** Sends `{ type, data }` without an id (no reply). */
+  send (type: string, data?: unknown): void
+  /** Sends a raw frame, for hostile-input tests. */
+  sendRaw (data: string | Buffer, options?: { binary?: boolean }): void
+  /** The next event frame (of that event name, when given). */
+  nextEvent (name?: string): Promise<WsEvent>
+  /** The next frame of any type (of that type, when given) that no request() took. */
+  nextFrame (type?: string): Promise<WsFrame>
+  /** Resolves with the close code and reason, however the connection ends. */
+  closed: Promise<{ code: number, reason: string }>
+  /** Closes from the client side; resolves once closed. */
+  close (code?: number, reason?: string): Promise<{ code: number, reason: string }>
+  /** The underlying `ws` client. */
+  socket: import('ws').WebSocket
+}
+
+interface FrameWaiter {
+  match: (frame: WsFrame) => boolean
+  resolve: (frame: WsFrame) => void
+  reject: (err: Error) => void
+  timer: NodeJS.Timeout
+}
+
+/**
+ * Opens a WebSocket route through `app.injectWS()` (no network). Rejects with `FRT_ERR_TESTING`
+ * (with `statusCode`) when the upgrade is refused, e.g. 401 or 403.
+ *
+ * @example
+ * const ws = await connectWS(app, '/chat', { headers: { authorization: 'Bearer ann' } })
+ * t.same(await ws.request('say', { text: 'hi' }), { id: '1-0' })
+ */
+export async function connectWS (app: FastifyInstance, url: string, options: ConnectWSOptions = {}): Promise<ConnectedWS> {
+  const timeout = options.timeout ?? 5000
+  const headers: Record<string, string> = { ...options.headers }
+  if (options.protocols !== undefined) headers['sec-websocket-protocol'] = options.protocols.join(', ')
+  let socket: import('ws').WebSocket
+  try {
+    socket = await (app as unknown as { injectWS: (url: string, context: object) => Promise<import('ws').WebSocket> }).injectWS(url, { headers })
+  } catch (err) {
+    const status = /(\d{3})/.exec((err as Error).message)
+    throw Object.assign(new FRT_ERR_TESTING(`connectWS: the upgrade of ${url} was refused: ${(err as Error).message}`), {
+      statusCode: status === null ? undefined : Number(status[1])
+    })
+  }
+
+  const frames: WsFrame[] = []
+  const waiters: FrameWaiter[] = []
+  const pending = new Map<string | number, { resolve: (data: unknown) => void, reject: (err: Error) => void, timer: NodeJS.Timeout }>()
+  let nextId = 0
+  let ended = false
+  let resolveClosed!: (value: { code: number, reason: string }) => void
+  const closed = new Promise<{ code: number, reason: string }>((resolve) => { resolveClosed = resolve })
+
+  socket.on('message', (data: Buffer) => {
+    const frame = JSON.parse(data.toString()) as WsFrame
+    const request = frame.id === undefined ? undefined : pending.get(frame.id as string)
+    if (request !== undefined && (frame.type === 'reply' || frame.type === 'error')) {
+      pending.delete(frame.id as string)
+      clearTimeout(request.timer)
+      if (frame.type === 'reply') return request.resolve(frame.data)
+      const error = frame.error as { code: string, message: string, details?: unknown }
+      return request.reject(Object.assign(new Error(error.message), error))
+    }
+    const waiter = waiters.find((candidate) => candidate.match(frame))
+    if (waiter === undefined) {
+      frames.push(frame)
+      return
+    }
+    waiters.splice(waiters.indexOf(waiter), 1)
+    clearTimeout(waiter.timer)
+    waiter.resolve(frame)
+  })
+  socket.on('error', () => {})
+  socket.on('close', (code: number, reason: Buffer) => {
+    ended = true
+    const err = new FRT_ERR_TESTING(`connectWS: the connection closed with ${code}`)
+    for (const waiter of waiters.splice(0)) {
+      clearTimeout(waiter.timer)
+      waiter.reject(err)
+    }
+    for (const request of pending.values()) {
+      clearTimeout(request.timer)
+      request.reject(err)
+    }
+    pending.clear()
+    resolveClosed({ code, reason: reason.toString() })
+  })
+
+  function waitFrame (match: (frame: WsFrame) => boolean, what: string): Promise<WsFrame> {
+    const index = frames.findIndex(match)
+    if (index !== -1) return Promise.resolve(frames.splice(index, 1)[0] as WsFrame)
+    if (ended) return Promise.reject(new FRT_ERR_TESTING(`connectWS: the connection has closed; no ${what}`))
+    return new Promise((resolve, reject) => {
+      const waiter: FrameWaiter = {
+        match,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1)
+          reject(new FRT_ERR_TESTING(`connectWS: no ${what} within ${timeout} ms`))
+        }, timeout)
+      }
+      waiters.push(waiter)
+    })
+  }
+
+  return {
+    request (type, data) {
+      const id = `c${++nextId}`
+      return new Promise((resolve, reject) => {
+        if (ended) return reject(new FRT_ERR_TESTING('connectWS: the connection has closed'))
+        const timer = setTimeout(() => {
+          pending.delete(id)
+          reject(new FRT_ERR_TESTING(`connectWS: no answer to "${type}" within ${timeout} ms`))
+        }, timeout)
+        pending.set(id, { resolve, reject, timer })
+        socket.send(JSON.stringify({ type, id, data }))
+      })
+    },
+    send (type, data) {
+      socket.send(JSON.stringify({ type, data }))
+    },
+    sendRaw (data, sendOptions) {
+      socket.send(data, { binary: sendOptions?.binary ?? false })
+    },
+    async nextEvent (name) {
+      const frame = await waitFrame((candidate) => candidate.type === 'event' && (name === undefined || candidate.event === name), name === undefined ? 'event' : `"${name}" event`)
+      const { event, data, topic, id } = frame as unknown as WsEvent
+      return topic === undefined ? { event, data } : { event, data, topic, id }
+    },
+    nextFrame (type) {
+      return waitFrame((candidate) => type === undefined || candidate.type === type, type === undefined ? 'frame' : `"${type}" frame`)
+    },
+    closed,
+    close (code, reason) {
+      socket.close(code, reason)
+      return closed
+    },
+    socket
+  }
+}

@@ -14,8 +14,8 @@ export interface Sink {
   drained (): Promise<void>
   /** Closes a consumer that does not keep up. */
   cutSlowConsumer (): void
-  /** Writes the transport's "cannot resume" marker. */
-  reset (): void
+  /** Writes the transport's "cannot resume" marker for these topics. */
+  reset (topics: string[]): void
   /** The history could not be read: the sink decides what the client sees. */
   historyFailed (err: unknown): void
 }
@@ -56,7 +56,7 @@ export class Subscription implements Subscriber<Buffer> {
     }
     if (!this.sink.isOpen) return
     if (history === null) {
-      this.sink.reset()
+      this.sink.reset(this.topics)
       return this.goLive(undefined)
     }
     for (const event of history) {

@@ -97,7 +97,9 @@ function endStreamOnError (reply: FastifyReply, err: unknown): undefined {
   return undefined
 }
 
-function wrapHandler (routeOptions: RouteOptions): void {
+function wrapHandler (routeOptions: RouteOptions & { websocket?: boolean }): void {
+  // A WebSocket route's handler takes (socket, request): it has no reply to stream on.
+  if (routeOptions.websocket === true) return
   const handler = routeOptions.handler
   routeOptions.handler = function sseAwareHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
     let result: unknown

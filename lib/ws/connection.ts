@@ -1,0 +1,470 @@
+import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type WebSocket from 'ws'
+import {
+  assertName,
+  serializeJson,
+  type AnyContract,
+  type CompiledContract,
+  type EventData,
+  type EventName,
+  type ValidationDetail
+} from '../contract.js'
+import { FRT_ERR_INVALID_OPTION } from '../errors.js'
+import type { BrokerEvent } from '../hub/broker.js'
+import { isTopic, type Hub, type Topic } from '../hub/hub.js'
+import { Subscription, type Sink } from '../hub/subscription.js'
+import { clientError } from '../public-error.js'
+import type { Authenticated } from './auth.js'
+import {
+  ProtocolError,
+  frameError,
+  frameEvent,
+  frameReply,
+  frameReset,
+  frameTopicEvent,
+  parseMessage,
+  type InboundMessage,
+  type MessageId,
+  type WsErrorCode
+} from './protocol.js'
+
+/** Augment to type `conn.user`: `declare module 'fastify-realtime' { interface RealtimeTypes { user: { name: string } } }`. */
+export interface RealtimeTypes {}
+
+/** The type of `conn.user`: `RealtimeTypes['user']` when declared, else unknown. */
+export type RealtimeUser = RealtimeTypes extends { user: infer U } ? U : unknown
+
+/** `send` of a connection: typed by the route's contract, untyped without one. */
+export type ConnectionSend<C extends AnyContract | undefined> = [C] extends [AnyContract]
+  ? <K extends EventName<C>>(event: K, data: EventData<C, K>) => boolean
+  : (event: string, data: unknown) => boolean
+
+/** Options of `conn.subscribe()`. */
+export interface ConnectionSubscribeOptions {
+  /** An event id to resume after: the events of the topic after it are replayed first. */
+  after?: string
+}
+
+/** One WebSocket connection of an `app.ws()` route. */
+export interface Connection<C extends AnyContract | undefined = AnyContract | undefined> {
+  /** A random id, unique per connection. */
+  readonly id: string
+  /** What `authenticate` returned (its `user` when it returned `{ user, expiresAt }`). */
+  readonly user: RealtimeUser
+  /** The upgrade request. */
+  readonly request: FastifyRequest
+  /** The request's logger. */
+  readonly log: FastifyBaseLogger
+  /**
+   * Validates (against the contract's events) and sends one event. Returns false, and never throws,
+   * once the connection is closed; throws `FRT_ERR_UNKNOWN_EVENT` / `FRT_ERR_VALIDATION` while open.
+   */
+  readonly send: ConnectionSend<C>
+  /**
+   * Subscribes to a topic: replays its events after `after` (or sends `{"type":"reset"}` when that id
+   * cannot be resumed), then delivers live. Resolves once the replay is queued; never rejects.
+   */
+  subscribe (topic: Topic<any>, options?: ConnectionSubscribeOptions): Promise<void>
+  /** Stops delivering a topic's events. */
+  unsubscribe (topic: Topic<any>): void
+  /** Closes the connection (default 1000). Idempotent. */
+  close (code?: number, reason?: string): void
+  /** Aborted when the connection ends, for any reason. */
+  readonly signal: AbortSignal
+}
+
+/** A message handler: gets the validated data, returns the reply data. */
+export type MessageHandler = (data: any, conn: Connection<any>) => unknown
+
+/** Per-route settings, normalized once at registration. @internal */
+export interface WsRouteSettings {
+  readonly compiled: CompiledContract | undefined
+  readonly handlers: ReadonlyMap<string, MessageHandler>
+  readonly onOpen: ((conn: Connection<any>) => unknown) | undefined
+  readonly onClose: ((conn: Connection<any>, code: number, reason: string) => unknown) | undefined
+  readonly maxPayload: number
+  readonly rateLimit: { readonly messages: number, readonly intervalMs: number } | false
+  readonly maxBufferedBytes: number
+}
+
+/** What all connections of one plugin registration share. @internal */
+export interface WsHost {
+  readonly hub: Hub
+  readonly open: Set<ConnectionImpl>
+}
+
+const BAD_MESSAGES_BEFORE_CLOSE = 10
+const MAX_TIMER = 2 ** 31 - 1
+const HANDLER_ERROR_MESSAGE = 'The handler failed.'
+
+/** Frames a topic event for WebSocket, once per event whatever the number of connections. @internal */
+export function encodeWsEvent (event: BrokerEvent): Buffer {
+  return Buffer.from(frameTopicEvent(event.topic, event.id, event.event, event.data))
+}
+
+// ws keeps the RFC 6455 close code of a protocol error under this symbol.
+let kStatusCode: symbol | undefined
+function statusCodeOf (err: object): number | undefined {
+  kStatusCode ??= Object.getOwnPropertySymbols(err).find((symbol) => symbol.description === 'status-code')
+  return kStatusCode === undefined ? undefined : (err as Record<symbol, number | undefined>)[kStatusCode]
+}
+
+/** Close codes an application may send (RFC 6455 section 7.4). */
+function assertCloseCode (code: unknown, reason: unknown): void {
+  const valid = typeof code === 'number' && Number.isInteger(code) &&
+    ((code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999))
+  if (!valid) throw new FRT_ERR_INVALID_OPTION('code', `expected a close code of 1000-1014 (not 1004-1006) or 3000-4999, got ${String(code)}`)
+  if (typeof reason !== 'string' || Buffer.byteLength(reason) > 123) {
+    throw new FRT_ERR_INVALID_OPTION('reason', 'expected a string of at most 123 bytes')
+  }
+}
+
+function isPromise (value: unknown): value is Promise<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as Promise<unknown>).then === 'function'
+}
+
+/** @internal */
+export class ConnectionImpl implements Sink {
+  readonly id = randomUUID()
+  readonly user: RealtimeUser
+  readonly request: FastifyRequest
+  readonly log: FastifyBaseLogger
+  readonly maxBufferedBytes: number
+  isOpen = true
+  /** Cleared at each heartbeat ping, set by any pong or message. @internal */
+  alive = true
+  private readonly socket: WebSocket
+  private readonly tcp: Socket
+  private readonly route: WsRouteSettings
+  private readonly host: WsHost
+  // Messages waiting for the one in progress, as [data, rateLimited] pairs: answers keep arrival order.
+  private readonly queue: Array<Buffer | boolean> = []
+  private busy = false
+  private badInARow = 0
+  private windowStart = 0
+  private windowCount = 0
+  private serverCode: number | undefined
+  private serverReason = ''
+  private subscriptions: Map<string, Subscription> | undefined
+  private expiryTimer: NodeJS.Timeout | undefined
+  private drainWaiters: (() => void)[] | undefined
+  private controller: AbortController | undefined
+  private readonly expiresAt: number | undefined
+
+  constructor (socket: WebSocket, request: FastifyRequest, auth: Authenticated | null, route: WsRouteSettings, host: WsHost) {
+    this.socket = socket
+    this.tcp = (socket as unknown as { _socket: Socket })._socket
+    this.request = request
+    this.log = request.log
+    this.user = auth?.user as RealtimeUser
+    this.expiresAt = auth?.expiresAt
+    this.route = route
+    this.host = host
+    this.maxBufferedBytes = route.maxBufferedBytes
+    socket.on('message', this.onMessage)
+    socket.on('close', this.onSocketClose)
+    socket.on('error', this.onSocketError)
+    socket.on('pong', this.onPong)
+    socket.on('ping', this.onPing)
+    host.open.add(this)
+    if (this.expiresAt !== undefined) this.scheduleExpiry()
+    if (route.onOpen !== undefined) this.open(route.onOpen)
+  }
+
+  send (event: string, data: unknown): boolean {
+    if (!this.isOpen) return false
+    let json: string
+    if (this.route.compiled !== undefined) {
+      json = this.route.compiled.serializeEvent(event, data)
+    } else {
+      assertName('event', event)
+      json = serializeJson(event, data)
+    }
+    this.write(frameEvent(event, json))
+    return true
+  }
+
+  subscribe (topic: Topic<any>, options?: { after?: string }): Promise<void> {
+    if (!isTopic(topic)) throw new FRT_ERR_INVALID_OPTION('topic', 'expected a topic from fastify.realtime.topic()')
+    const after = options?.after
+    if (after !== undefined && typeof after !== 'string') throw new FRT_ERR_INVALID_OPTION('after', 'expected an event id string')
+    if (!this.isOpen || this.subscriptions?.has(topic.name) === true) return Promise.resolve()
+    const subscription = new Subscription(this.host.hub, this, [topic.name], encodeWsEvent)
+    this.subscriptions ??= new Map()
+    this.subscriptions.set(topic.name, subscription)
+    return subscription.start(after)
+  }
+
+  unsubscribe (topic: Topic<any>): void {
+    if (!isTopic(topic)) throw new FRT_ERR_INVALID_OPTION('topic', 'expected a topic from fastify.realtime.topic()')
+    const subscription = this.subscriptions?.get(topic.name)
+    if (subscription === undefined) return
+    subscription.stop()
+    ;(this.subscriptions as Map<string, Subscription>).delete(topic.name)
+  }
+
+  close (code = 1000, reason = ''): void {
+    assertCloseCode(code, reason)
+    this.closeWith(code, reason)
+  }
+
+  get signal (): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController()
+      if (!this.isOpen) this.controller.abort()
+    }
+    return this.controller.signal
+  }
+
+  // ---- Sink, for topic subscriptions ----
+
+  get congested (): boolean {
+    return this.tcp.writableNeedDrain
+  }
+
+  /** Sends one frame (text); closes a consumer whose unsent bytes pass maxBufferedBytes. @internal */
+  write (frame: Buffer | string): void {
+    if (!this.isOpen) return
+    this.socket.send(frame, { binary: false })
+    if (this.socket.bufferedAmount > this.maxBufferedBytes) this.cutSlowConsumer()
+  }
+
+  drained (): Promise<void> {
+    if (!this.isOpen) return Promise.resolve()
+    return new Promise((resolve) => {
+      if (this.drainWaiters === undefined) {
+        this.drainWaiters = []
+        this.tcp.once('drain', this.releaseDrainWaiters)
+      }
+      this.drainWaiters.push(resolve)
+    })
+  }
+
+  /** @internal */
+  cutSlowConsumer (): void {
+    this.log.warn({ maxBufferedBytes: this.maxBufferedBytes }, 'fastify-realtime: WebSocket client is not reading; closed as a slow consumer')
+    // It will not read the close frame behind its backlog: ws destroys the socket after closeTimeout.
+    this.closeWith(1008, 'slow consumer')
+  }
+
+  reset (topics: string[]): void {
+    for (const topic of topics) this.write(frameReset(topic))
+  }
+
+  historyFailed (err: unknown): void {
+    this.log.error({ err }, 'fastify-realtime: cannot read the history to resume a WebSocket subscription; the connection was closed')
+    this.closeWith(1011, 'history unavailable')
+  }
+
+  // ---- lifecycle ----
+
+  /** Closes with the server's own code, which onClose reports. @internal */
+  closeWith (code: number, reason: string): void {
+    if (!this.isOpen) return
+    this.isOpen = false
+    this.serverCode = code
+    this.serverReason = reason
+    this.socket.close(code, reason)
+  }
+
+  /** A heartbeat tick: terminate a peer that did not answer the last ping, else ping it. @internal */
+  heartbeat (): void {
+    if (!this.alive) {
+      this.socket.terminate()
+      return
+    }
+    this.alive = false
+    this.socket.ping()
+  }
+
+  private open (onOpen: (conn: Connection<any>) => unknown): void {
+    let result: unknown
+    try {
+      result = onOpen(this as unknown as Connection<any>)
+    } catch (err) {
+      this.openFailed(err)
+      return
+    }
+    if (!isPromise(result)) return
+    // Messages that arrive while onOpen runs wait in the queue, in order.
+    this.busy = true
+    result.then(() => this.drain(), (err: unknown) => this.openFailed(err))
+  }
+
+  private openFailed (err: unknown): void {
+    this.log.error({ err }, 'fastify-realtime: onOpen failed; the connection was closed')
+    this.closeWith(1011, 'server error')
+  }
+
+  private readonly onMessage = (data: Buffer, isBinary: boolean): void => {
+    if (!this.isOpen) return
+    this.alive = true
+    if (isBinary) return this.closeWith(1003, 'binary frames are not accepted')
+    if (data.length > this.route.maxPayload) return this.closeWith(1009, 'message too big')
+    const limited = this.countForRateLimit()
+    if (limited === undefined) return
+    if (this.busy) {
+      this.queue.push(data, limited)
+      return
+    }
+    this.process(data, limited)
+  }
+
+  private readonly onPing = (): void => {
+    this.alive = true
+    if (this.isOpen) this.countForRateLimit()
+  }
+
+  private readonly onPong = (): void => {
+    this.alive = true
+  }
+
+  /** Counts one message: false when allowed, true when over the limit, undefined when the connection was closed for abuse. */
+  private countForRateLimit (): boolean | undefined {
+    const limit = this.route.rateLimit
+    if (limit === false) return false
+    const now = Date.now()
+    if (now - this.windowStart >= limit.intervalMs) {
+      this.windowStart = now
+      this.windowCount = 0
+    }
+    this.windowCount++
+    if (this.windowCount <= limit.messages) return false
+    if (this.windowCount > limit.messages * 2) {
+      this.closeWith(4429, 'rate limit exceeded')
+      return undefined
+    }
+    return true
+  }
+
+  private process (data: Buffer, limited: boolean): void {
+    const pending = this.handle(data, limited)
+    if (pending === undefined) return
+    this.busy = true
+    pending.then(() => this.drain())
+  }
+
+  private drain (): void {
+    while (this.queue.length > 0 && this.isOpen) {
+      const data = this.queue.shift() as Buffer
+      const limited = this.queue.shift() as boolean
+      const pending = this.handle(data, limited)
+      if (pending !== undefined) {
+        pending.then(() => this.drain())
+        return
+      }
+    }
+    this.busy = false
+  }
+
+  /** Handles one message; returns a promise while an async handler runs, which never rejects. */
+  private handle (data: Buffer, limited: boolean): Promise<void> | undefined {
+    const message = parseMessage(data.toString())
+    if (limited) {
+      const limit = this.route.rateLimit as { messages: number, intervalMs: number }
+      this.write(frameError(message.id, 'RATE_LIMITED', `Too many messages: at most ${limit.messages} per ${limit.intervalMs} ms.`))
+      return undefined
+    }
+    if (message instanceof ProtocolError) return this.badMessage(message.id, message.code, message.message)
+    const handler = this.route.handlers.get(message.type)
+    if (handler === undefined) return this.badMessage(message.id, 'UNKNOWN_TYPE', 'Unknown message type.')
+    const failure = (this.route.compiled as CompiledContract).messages.get(message.type)?.check(message.data)
+    if (failure !== undefined) {
+      return this.badMessage(message.id, 'VALIDATION', `The data of "${message.type}" does not match its schema.`, [failure])
+    }
+    this.badInARow = 0
+    let result: unknown
+    try {
+      result = handler(message.data, this as unknown as Connection<any>)
+    } catch (err) {
+      this.handlerFailed(message, err)
+      return undefined
+    }
+    if (!isPromise(result)) {
+      this.reply(message, result)
+      return undefined
+    }
+    return result.then((value) => this.reply(message, value), (err: unknown) => this.handlerFailed(message, err))
+  }
+
+  private badMessage (id: MessageId | undefined, code: WsErrorCode, message: string, details?: ValidationDetail[]): undefined {
+    this.write(frameError(id, code, message, details))
+    if (++this.badInARow >= BAD_MESSAGES_BEFORE_CLOSE) this.closeWith(4400, 'too many bad messages')
+    return undefined
+  }
+
+  private reply (message: InboundMessage, value: unknown): void {
+    if (message.id === undefined) return
+    const checker = this.route.compiled?.replies.get(message.type)
+    let json: string | undefined
+    try {
+      if (checker !== undefined) {
+        const failure = checker.check(value)
+        if (failure !== undefined) throw Object.assign(new Error(`The reply of "${message.type}" does not match its schema at "${failure.path || '/'}": ${failure.message}`), { details: [failure] })
+        json = serializeJson(message.type, value)
+      } else {
+        json = value === undefined ? undefined : serializeJson(message.type, value)
+      }
+    } catch (err) {
+      return this.handlerFailed(message, err)
+    }
+    this.write(frameReply(message.id, json))
+  }
+
+  private handlerFailed (message: InboundMessage, err: unknown): void {
+    this.log.error({ err, messageType: message.type }, 'fastify-realtime: a WebSocket message handler failed')
+    const { code, message: text } = clientError(err, 'HANDLER_ERROR', HANDLER_ERROR_MESSAGE)
+    this.write(frameError(message.id, code, text))
+  }
+
+  private scheduleExpiry (): void {
+    const delay = (this.expiresAt as number) - Date.now()
+    this.expiryTimer = setTimeout(() => {
+      // Timers cap at about 24.8 days: a later expiry takes several hops.
+      if (Date.now() < (this.expiresAt as number)) this.scheduleExpiry()
+      else this.closeWith(4401, 'authentication expired')
+    }, Math.min(Math.max(delay, 0), MAX_TIMER))
+    this.expiryTimer.unref()
+  }
+
+  private readonly onSocketError = (err: Error): void => {
+    // ws closes the socket itself after a protocol error (1002, 1007, 1009): report that code.
+    this.serverCode ??= statusCodeOf(err)
+    this.log.debug({ err }, 'fastify-realtime: WebSocket error')
+  }
+
+  private readonly releaseDrainWaiters = (): void => {
+    const waiters = this.drainWaiters
+    this.drainWaiters = undefined
+    this.tcp.removeListener('drain', this.releaseDrainWaiters)
+    for (const resolve of waiters ?? []) resolve()
+  }
+
+  private readonly onSocketClose = (code: number, reason: Buffer): void => {
+    this.isOpen = false
+    this.host.open.delete(this)
+    clearTimeout(this.expiryTimer)
+    if (this.subscriptions !== undefined) {
+      for (const subscription of this.subscriptions.values()) subscription.stop()
+      this.subscriptions = undefined
+    }
+    this.queue.length = 0
+    this.releaseDrainWaiters()
+    this.controller?.abort()
+    const onClose = this.route.onClose
+    if (onClose === undefined) return
+    const finalCode = this.serverCode ?? code
+    try {
+      const result = onClose(this as unknown as Connection<any>, finalCode, this.serverCode === undefined ? reason.toString() : this.serverReason)
+      if (isPromise(result)) result.then(undefined, (err: unknown) => this.onCloseFailed(err))
+    } catch (err) {
+      this.onCloseFailed(err)
+    }
+  }
+
+  private onCloseFailed (err: unknown): void {
+    this.log.error({ err }, 'fastify-realtime: onClose failed')
+  }
+}

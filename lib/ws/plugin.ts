@@ -1,0 +1,312 @@
+import type {
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  HookHandlerDoneFunction,
+  RouteShorthandOptions
+} from 'fastify'
+import fastifyWebsocket from '@fastify/websocket'
+import fp from 'fastify-plugin'
+import type WebSocket from 'ws'
+import type { PerMessageDeflateOptions } from 'ws'
+import { compiledOf, type AnyContract, type MessageData, type MessageName, type ReplyData } from '../contract.js'
+import {
+  FRT_ERR_INVALID_OPTION,
+  FRT_ERR_WS_AUTH_REQUIRED,
+  FRT_ERR_WS_CONFLICT,
+  FRT_ERR_WS_FORBIDDEN_ORIGIN,
+  FRT_ERR_WS_MISSING_HANDLER,
+  FRT_ERR_WS_UNAUTHORIZED
+} from '../errors.js'
+import type { Broker } from '../hub/broker.js'
+import { attachHub } from '../hub/attach.js'
+import { positiveInteger } from '../hub/memory-broker.js'
+import {
+  authenticated,
+  originAllowed,
+  originPolicyOption,
+  selectProtocol,
+  type Authenticated,
+  type OriginPolicy
+} from './auth.js'
+import {
+  ConnectionImpl,
+  type Connection,
+  type MessageHandler,
+  type WsHost,
+  type WsRouteSettings
+} from './connection.js'
+
+/** Decides who may open a socket: returns the user, `{ user, expiresAt }`, or null/undefined (401). */
+export type Authenticate = (request: FastifyRequest) => unknown
+
+/** A per-connection message budget. */
+export interface RateLimitOptions {
+  /** Messages allowed per interval; each extra one gets a RATE_LIMITED error frame, over twice as many close with 4429. */
+  messages: number
+  /** The interval, in ms. */
+  intervalMs: number
+}
+
+/** Options of the `fastifyWs` plugin. All optional, all with safe defaults. */
+export interface FastifyWsOptions {
+  /**
+   * Runs before the upgrade: return the user (or `{ user, expiresAt }`), or null/undefined for HTTP 401;
+   * throw an error with `statusCode` for another status. A route may override it, or opt out with `false`.
+   */
+  authenticate?: Authenticate
+  /**
+   * Origins allowed to open a socket: exact origins, or a predicate. Default: the `Origin`'s host and
+   * port must equal the `Host` header. Requests with no `Origin` (non-browser clients) are allowed.
+   */
+  origins?: OriginPolicy
+  /**
+   * permessage-deflate; `maxPayload` applies after inflating.
+   * @default false
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions
+  /**
+   * Largest message in bytes; a larger one closes the connection with 1009.
+   * @default 65536
+   */
+  maxPayload?: number
+  /**
+   * Ping interval in ms; a peer that has not answered the previous ping is terminated. `0`/`false`: off.
+   * @default 30000
+   */
+  heartbeat?: number | false
+  /**
+   * Per-connection message budget (pings count); `false` turns it off.
+   * @default { messages: 100, intervalMs: 1000 }
+   */
+  rateLimit?: RateLimitOptions | false
+  /**
+   * Unsent bytes at which a connection is closed with 1008 as a slow consumer.
+   * @default 1048576
+   */
+  maxBufferedBytes?: number
+  /**
+   * The broker behind `fastify.realtime`, shared with `fastifySse`.
+   * @default memoryBroker()
+   */
+  broker?: Broker
+}
+
+/** The message handlers of a route: one per message of its contract, typed by it. */
+export type WsHandlers<C extends AnyContract | undefined> = [C] extends [AnyContract]
+  ? { [K in MessageName<C>]: (data: MessageData<C, K>, conn: Connection<C>) => ReplyData<C, K> | Promise<ReplyData<C, K>> }
+  : Record<string, never>
+
+/** Options of `app.ws(url, options)`: the route's contract and handlers, overrides, and Fastify route options. */
+export interface WsRouteOptions<C extends AnyContract | undefined = undefined> extends Omit<RouteShorthandOptions, 'websocket'> {
+  /** Types and validates messages (in), their replies and events (out). */
+  contract?: C
+  /** One handler per message of the contract. */
+  handlers?: WsHandlers<C>
+  /** Runs when a connection opens; messages wait until it settles. A throw closes with 1011. */
+  onOpen?: (conn: Connection<C>) => void | Promise<void>
+  /** Runs exactly once per connection, with the code it ended with. */
+  onClose?: (conn: Connection<C>, code: number, reason: string) => void | Promise<void>
+  /** Overrides the plugin's; `false` makes the route public. */
+  authenticate?: Authenticate | false
+  /** Overrides the plugin's. */
+  origins?: OriginPolicy
+  /** Overrides the plugin's. */
+  rateLimit?: RateLimitOptions | false
+  /** Overrides the plugin's. */
+  maxBufferedBytes?: number
+  /** Lowers (never raises) the plugin's. */
+  maxPayload?: number
+}
+
+/** `app.ws`: registers an authenticated, validated WebSocket route. */
+export interface AppWs {
+  <C extends AnyContract | undefined = undefined>(url: string, options: WsRouteOptions<C>): FastifyInstance
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Registers a WebSocket route (GET) on this instance. */
+    ws: AppWs
+  }
+}
+
+interface WsSettings {
+  readonly authenticate: Authenticate | undefined
+  readonly origins: OriginPolicy | undefined
+  readonly perMessageDeflate: boolean | PerMessageDeflateOptions
+  readonly maxPayload: number
+  readonly heartbeat: number
+  readonly rateLimit: RateLimitOptions | false
+  readonly maxBufferedBytes: number
+}
+
+const kAuth = Symbol('fastify-realtime.ws.auth')
+// How long a closing socket may take to answer the close frame before it is destroyed.
+const CLOSE_TIMEOUT = 1000
+
+function functionOption<T> (name: string, value: unknown): T | undefined {
+  if (value !== undefined && typeof value !== 'function') throw new FRT_ERR_INVALID_OPTION(name, 'expected a function')
+  return value as T | undefined
+}
+
+function rateLimitOption (value: unknown): RateLimitOptions | false {
+  if (value === false) return false
+  if (value === null || typeof value !== 'object') {
+    throw new FRT_ERR_INVALID_OPTION('rateLimit', 'expected { messages, intervalMs } or false')
+  }
+  const { messages, intervalMs } = value as Record<string, unknown>
+  return Object.freeze({
+    messages: positiveInteger('rateLimit.messages', messages, undefined) as number,
+    intervalMs: positiveInteger('rateLimit.intervalMs', intervalMs, undefined) as number
+  })
+}
+
+function settingsOf (options: FastifyWsOptions): WsSettings {
+  const heartbeat = options.heartbeat === false ? 0 : options.heartbeat
+  if (heartbeat !== undefined && heartbeat !== 0) positiveInteger('heartbeat', heartbeat, undefined)
+  const deflate = options.perMessageDeflate ?? false
+  if (typeof deflate !== 'boolean' && (deflate === null || typeof deflate !== 'object')) {
+    throw new FRT_ERR_INVALID_OPTION('perMessageDeflate', 'expected a boolean or ws PerMessageDeflateOptions')
+  }
+  return Object.freeze({
+    authenticate: functionOption<Authenticate>('authenticate', options.authenticate),
+    origins: originPolicyOption(options.origins),
+    perMessageDeflate: deflate,
+    maxPayload: positiveInteger('maxPayload', options.maxPayload, 64 * 1024) as number,
+    heartbeat: heartbeat ?? 30000,
+    rateLimit: options.rateLimit === undefined ? Object.freeze({ messages: 100, intervalMs: 1000 }) : rateLimitOption(options.rateLimit),
+    maxBufferedBytes: positiveInteger('maxBufferedBytes', options.maxBufferedBytes, 1024 * 1024) as number
+  })
+}
+
+function hooks<T> (first: T, rest: T | T[] | undefined): T[] {
+  return rest === undefined ? [first] : [first, ...(Array.isArray(rest) ? rest : [rest])]
+}
+
+/** Refuses a forbidden `Origin` with 403 before the upgrade. */
+function originHook (policy: OriginPolicy | undefined) {
+  return function checkOrigin (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (request.ws && !originAllowed(policy, request)) return done(new FRT_ERR_WS_FORBIDDEN_ORIGIN())
+    done()
+  }
+}
+
+/** Runs authenticate before the upgrade: no 101, no handler, no state for a refused request. */
+function authHook (authenticate: Authenticate) {
+  return async function checkAuthentication (request: FastifyRequest): Promise<void> {
+    if (!request.ws) return
+    const auth = authenticated(await authenticate(request))
+    if (auth === null || (auth.expiresAt !== undefined && auth.expiresAt <= Date.now())) throw new FRT_ERR_WS_UNAUTHORIZED()
+    ;(request as any)[kAuth] = auth
+  }
+}
+
+function routeSettings (url: string, options: WsRouteOptions<any>, settings: WsSettings): WsRouteSettings {
+  const compiled = options.contract === undefined ? undefined : compiledOf(options.contract)
+  const handlers = (options.handlers ?? {}) as Record<string, unknown>
+  if (handlers === null || typeof handlers !== 'object') throw new FRT_ERR_INVALID_OPTION('handlers', 'expected an object of message handlers')
+  const map = new Map<string, MessageHandler>()
+  for (const name of compiled?.messages.keys() ?? []) {
+    const handler = handlers[name]
+    if (typeof handler !== 'function') throw new FRT_ERR_WS_MISSING_HANDLER(url, name)
+    map.set(name, handler as MessageHandler)
+  }
+  for (const name of Object.keys(handlers)) {
+    if (!map.has(name)) throw new FRT_ERR_INVALID_OPTION(`handlers.${name}`, 'the contract declares no message of that name')
+  }
+  const maxPayload = positiveInteger('maxPayload', options.maxPayload, settings.maxPayload) as number
+  if (maxPayload > settings.maxPayload) {
+    throw new FRT_ERR_INVALID_OPTION('maxPayload', `a route may lower the plugin's ${settings.maxPayload} bytes, not raise it`)
+  }
+  return Object.freeze({
+    compiled,
+    handlers: map,
+    onOpen: functionOption<WsRouteSettings['onOpen']>('onOpen', options.onOpen),
+    onClose: functionOption<WsRouteSettings['onClose']>('onClose', options.onClose),
+    maxPayload,
+    rateLimit: options.rateLimit === undefined ? settings.rateLimit : rateLimitOption(options.rateLimit),
+    maxBufferedBytes: positiveInteger('maxBufferedBytes', options.maxBufferedBytes, settings.maxBufferedBytes) as number
+  })
+}
+
+function registerRoute (instance: FastifyInstance, url: string, options: WsRouteOptions<any>, settings: WsSettings, host: WsHost): void {
+  if (options === null || typeof options !== 'object') {
+    throw new FRT_ERR_INVALID_OPTION('app.ws() options', 'expected an object such as { contract, handlers, onOpen }')
+  }
+  const {
+    contract, handlers, onOpen, onClose, authenticate, origins, rateLimit, maxBufferedBytes, maxPayload,
+    ...routeOptions
+  } = options
+  const route = routeSettings(url, options, settings)
+  const auth = authenticate === undefined ? settings.authenticate : authenticate
+  if (auth === undefined) throw new FRT_ERR_WS_AUTH_REQUIRED(url)
+  if (auth !== false) functionOption('authenticate', auth)
+  const policy = origins === undefined ? settings.origins : originPolicyOption(origins)
+
+  instance.route({
+    ...routeOptions,
+    method: 'GET',
+    url,
+    websocket: true,
+    onRequest: hooks(originHook(policy), routeOptions.onRequest as any),
+    preHandler: auth === false ? routeOptions.preHandler : hooks(authHook(auth), routeOptions.preHandler as any),
+    handler: function openConnection (socket: WebSocket, request: FastifyRequest) {
+      // eslint-disable-next-line no-new -- the connection registers itself with its socket and the host
+      new ConnectionImpl(socket, request, (request as any)[kAuth] as Authenticated | null, route, host)
+    } as any
+  } as any)
+}
+
+async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOptions): Promise<void> {
+  if (fastify.hasPlugin('@fastify/websocket')) throw new FRT_ERR_WS_CONFLICT()
+  const settings = settingsOf(options)
+  const host: WsHost = { hub: attachHub(fastify, options.broker), open: new Set() }
+
+  await fastify.register(fastifyWebsocket, {
+    options: {
+      maxPayload: settings.maxPayload,
+      perMessageDeflate: settings.perMessageDeflate,
+      handleProtocols: selectProtocol,
+      closeTimeout: CLOSE_TIMEOUT
+    } as any,
+    // Every socket gets 1001 "going away" (the default would send no code at all, 1005) and
+    // app.close() waits for them, at most CLOSE_TIMEOUT, since ws destroys sockets that do not answer.
+    preClose: function closeSockets (this: FastifyInstance, done: () => void) {
+      const sockets = [...this.websocketServer.clients]
+      const closed = sockets.map((socket) => new Promise((resolve) => {
+        if (socket.readyState === socket.CLOSED) return resolve(undefined)
+        socket.once('close', resolve)
+      }))
+      for (const conn of host.open) conn.closeWith(1001, 'server shutting down')
+      for (const socket of sockets) socket.close(1001, 'server shutting down')
+      Promise.all(closed).then(() => done())
+    }
+  })
+
+  fastify.decorateRequest(kAuth, null)
+  fastify.decorate('ws', function ws (this: FastifyInstance, url: string, routeOptions: WsRouteOptions<any>) {
+    registerRoute(this, url, routeOptions, settings, host)
+    return this
+  } as AppWs)
+
+  if (settings.heartbeat > 0) {
+    const timer = setInterval(() => {
+      for (const conn of host.open) conn.heartbeat()
+    }, settings.heartbeat)
+    timer.unref()
+    fastify.addHook('onClose', (_instance, done) => {
+      clearInterval(timer)
+      done()
+    })
+  }
+}
+
+/**
+ * Authenticated, validated WebSocket routes for Fastify: registers `@fastify/websocket` with safe
+ * limits and decorates the instance with `app.ws()` and `fastify.realtime` (shared with `fastifySse`).
+ */
+export const fastifyWs = fp(fastifyWsPlugin, {
+  fastify: '5.x',
+  name: 'fastify-realtime-ws'
+})
