@@ -1,0 +1,90 @@
+import Fastify from 'fastify'
+import { Type } from '@sinclair/typebox'
+import { expect, test } from 'tstyche'
+import {
+  bearerToken,
+  defineContract,
+  fastifyWs,
+  publicError,
+  type Connection,
+  type RealtimeUser
+} from 'fastify-realtime'
+import { connectWS, type ConnectedWS, type WsEvent } from 'fastify-realtime/testing'
+
+const chat = defineContract({
+  events: { message: Type.Object({ user: Type.String(), text: Type.String() }) },
+  messages: { say: Type.Object({ text: Type.String() }), leave: Type.Object({}) },
+  replies: { say: Type.Object({ id: Type.String() }) }
+})
+const app = Fastify()
+app.register(fastifyWs, {
+  authenticate: async (request) => bearerToken(request) ?? null,
+  origins: ['https://app.example.com'],
+  rateLimit: { messages: 10, intervalMs: 1000 },
+  heartbeat: false,
+  maxPayload: 1024,
+  perMessageDeflate: false
+})
+
+test('handlers receive the inferred payload and must return the reply type', () => {
+  app.ws('/chat', {
+    contract: chat,
+    handlers: {
+      say (data, conn) {
+        expect(data).type.toBe<{ text: string }>()
+        expect(conn).type.toBe<Connection<typeof chat>>()
+        return { id: '1-0' }
+      },
+      async leave (data) {
+        expect(data).type.toBe<{}>()
+      }
+    }
+  })
+  expect(app.ws).type.not.toBeCallableWith('/chat', {
+    contract: chat,
+    handlers: { say: () => ({ id: 1 }), leave: () => {} }
+  })
+  expect(app.ws).type.not.toBeCallableWith('/chat', {
+    contract: chat,
+    handlers: { say: () => ({ id: '1' }) }
+  })
+  expect(app.ws).type.not.toBeCallableWith('/chat', {
+    contract: chat,
+    handlers: { say: (data: { text: number }) => ({ id: '1' }), leave: () => {} }
+  })
+})
+
+test('conn.send is typed by the contract\'s events', () => {
+  app.ws('/events', {
+    contract: chat,
+    authenticate: false,
+    handlers: { say: () => ({ id: '1' }), leave: () => {} },
+    onOpen (conn) {
+      expect(conn.send('message', { user: 'a', text: 'b' })).type.toBe<boolean>()
+      expect(conn.send).type.not.toBeCallableWith('message', { user: 'a' })
+      expect(conn.send).type.not.toBeCallableWith('other', {})
+      expect(conn.subscribe(app.realtime.topic('lobby', { contract: chat }), { after: '1-0' })).type.toBe<Promise<void>>()
+      expect(conn.signal).type.toBe<AbortSignal>()
+      expect(conn.user).type.toBe<RealtimeUser>()
+    },
+    onClose (conn, code, reason) {
+      expect(code).type.toBe<number>()
+      expect(reason).type.toBe<string>()
+    }
+  })
+})
+
+test('route options keep Fastify\'s and check ours', () => {
+  expect(app.ws('/q', { authenticate: false, config: { any: 1 }, schema: { querystring: Type.Object({ room: Type.String() }) } })).type.toBe<import('fastify').FastifyInstance>()
+  expect(app.ws).type.not.toBeCallableWith('/q', { authenticate: 'yes' })
+  expect(app.ws).type.not.toBeCallableWith('/q', { rateLimit: { messages: '10' } })
+})
+
+test('helpers', async () => {
+  expect(bearerToken).type.toBe<(request: import('fastify').FastifyRequest) => string | undefined>()
+  expect(publicError('ROOM_FULL', 'full').code).type.toBe<string>()
+  const ws = await connectWS(app, '/chat', { protocols: ['realtime.v1', 'bearer.x'] })
+  expect(ws).type.toBe<ConnectedWS>()
+  expect(await ws.nextEvent('message')).type.toBe<WsEvent>()
+  expect(await ws.closed).type.toBe<{ code: number, reason: string }>()
+})
