@@ -223,8 +223,16 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
   const headers: Record<string, string> = { ...options.headers }
   if (options.protocols !== undefined) headers['sec-websocket-protocol'] = options.protocols.join(', ')
   let socket: import('ws').WebSocket
+  let timer: NodeJS.Timeout | undefined
   try {
-    socket = await (app as unknown as { injectWS: (url: string, context: object) => Promise<import('ws').WebSocket> }).injectWS(url, { headers })
+    // Like inject(), boot the app first: an upgrade emitted before ready() would never be answered.
+    await app.ready()
+    socket = await Promise.race([
+      (app as unknown as { injectWS: (url: string, context: object) => Promise<import('ws').WebSocket> }).injectWS(url, { headers }),
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeout} ms`)), timeout)
+      })
+    ]).finally(() => clearTimeout(timer))
   } catch (err) {
     const status = /(\d{3})/.exec((err as Error).message)
     throw Object.assign(new FRT_ERR_TESTING(`connectWS: the upgrade of ${url} was refused: ${(err as Error).message}`), {

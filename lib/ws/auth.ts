@@ -72,7 +72,8 @@ export interface Authenticated {
 
 /**
  * Normalizes the result of `authenticate`: null/undefined means unauthenticated; an object with
- * exactly the keys `user` and `expiresAt` (epoch ms or Date) sets an expiry; anything else is the user.
+ * exactly the keys `user` and `expiresAt` (epoch ms or Date; undefined for none) sets an expiry, and a
+ * null `user` there is unauthenticated too; anything else is the user.
  * @internal
  */
 export function authenticated (result: unknown): Authenticated | null {
@@ -81,6 +82,9 @@ export function authenticated (result: unknown): Authenticated | null {
     const keys = Object.keys(result)
     if (keys.length === 2 && keys.includes('user') && keys.includes('expiresAt')) {
       const { user, expiresAt } = result as { user: unknown, expiresAt: unknown }
+      if (user === null || user === undefined) return null
+      // A token without an expiry may come back as { user, expiresAt: undefined }: no expiry.
+      if (expiresAt === undefined) return { user, expiresAt: undefined }
       const at = expiresAt instanceof Date ? expiresAt.getTime() : expiresAt
       if (typeof at !== 'number' || Number.isNaN(at)) {
         throw new FRT_ERR_INVALID_OPTION('expiresAt', 'authenticate() must return expiresAt as epoch milliseconds or a Date')

@@ -3,6 +3,7 @@ import type {
   FastifyReply,
   FastifyRequest,
   HookHandlerDoneFunction,
+  RouteOptions,
   RouteShorthandOptions
 } from 'fastify'
 import fastifyWebsocket from '@fastify/websocket'
@@ -142,6 +143,8 @@ interface WsSettings {
 }
 
 const kAuth = Symbol('fastify-realtime.ws.auth')
+// Marks the handlers of app.ws() routes, which bring their own origin hook.
+const kRealtimeRoute = Symbol('fastify-realtime.ws.route')
 // How long a closing socket may take to answer the close frame before it is destroyed.
 const CLOSE_TIMEOUT = 1000
 
@@ -251,11 +254,33 @@ function registerRoute (instance: FastifyInstance, url: string, options: WsRoute
     websocket: true,
     onRequest: hooks(originHook(policy), routeOptions.onRequest as any),
     preHandler: auth === false ? routeOptions.preHandler : hooks(authHook(auth), routeOptions.preHandler as any),
-    handler: function openConnection (socket: WebSocket, request: FastifyRequest) {
+    handler: Object.assign(function openConnection (socket: WebSocket, request: FastifyRequest) {
       // eslint-disable-next-line no-new -- the connection registers itself with its socket and the host
       new ConnectionImpl(socket, request, (request as any)[kAuth] as Authenticated | null, route, host)
-    } as any
+    }, { [kRealtimeRoute]: true })
   } as any)
+}
+
+/** An upgrade to a plain HTTP route: 404 before any 101 (not an upgrade and a close without a code). */
+function refuseUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  if (request.ws) {
+    reply.code(404).send()
+    return
+  }
+  done()
+}
+
+/**
+ * Every route gets a guard: HTTP routes refuse upgrades with 404, and plain `{ websocket: true }`
+ * routes get the plugin's origin policy, so cross-site WebSocket hijacking is blocked on every socket.
+ */
+function guardRoute (policy: OriginPolicy | undefined) {
+  const checkOrigin = originHook(policy)
+  return function onRoute (routeOptions: RouteOptions & { websocket?: boolean }): void {
+    if ((routeOptions.handler as any)[kRealtimeRoute] === true) return
+    const guard = routeOptions.websocket === true ? checkOrigin : refuseUpgrade
+    routeOptions.onRequest = hooks(guard, routeOptions.onRequest as any) as any
+  }
 }
 
 async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOptions): Promise<void> {
@@ -263,6 +288,8 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
   const settings = settingsOf(options)
   const host: WsHost = { hub: attachHub(fastify, options.broker), open: new Set() }
 
+  // Before @fastify/websocket's own onRoute hook, which replaces every route's handler.
+  fastify.addHook('onRoute', guardRoute(settings.origins))
   await fastify.register(fastifyWebsocket, {
     options: {
       maxPayload: settings.maxPayload,
