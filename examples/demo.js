@@ -1,52 +1,69 @@
 // @ts-check
-// Every SSE example on one server, with a page for each: `npm start`, then open the URL it logs.
+// Every example, with a page for each: `npm start`, then open the URL it logs.
 //
 // Run:  npm start                                  (builds dist/, then serves http://127.0.0.1:3000)
-//       HOST=127.0.0.1 PORT=3100 CORS_PORT=3101 node examples/demo.js   (after npm run build)
+//       HOST=127.0.0.1 PORT=3100 CORS_PORT=3101 ECHO_PORT=3102 node examples/demo.js   (after npm run build)
 // The CORS page is served from a second port (CORS_PORT, default PORT + 1): another origin than
 // the streams'. Open the pages through HOST as given: the CORS allowlist holds that exact origin.
+// The secure echo is served over HTTPS on a third port (ECHO_PORT, default PORT + 2) with the
+// self-signed, test-only certificate in examples/certs/: the browser asks to accept it once.
 
 import Fastify from 'fastify'
-import { fastifySse } from 'fastify-realtime'
+import { fastifySse, fastifyWs } from 'fastify-realtime'
 import aiAnswer from './ai-answer.js'
+import chat from './chat.js'
 import counter from './counter.js'
 import cors, { corsPage } from './cors.js'
+import echo, { testOnlyTls } from './echo-secure.js'
 import { HTML, page } from './page.js'
 
 const host = process.env.HOST ?? '127.0.0.1'
 const port = Number(process.env.PORT ?? 3000)
 const corsPort = Number(process.env.CORS_PORT ?? port + 1)
+const echoPort = Number(process.env.ECHO_PORT ?? port + 2)
 const origin = `http://${host}:${port}`
 const corsOrigin = `http://${host}:${corsPort}`
+const echoOrigin = `https://${host}:${echoPort}`
 
 const app = Fastify({ logger: true })
-// Once, at the root: every example below shares its reply.sse() and fastify.realtime (the in-memory broker).
+// Once, at the root: every example below shares reply.sse(), app.ws() and fastify.realtime (the
+// in-memory broker). No plugin-level authenticate: each WebSocket route brings its own.
 await app.register(fastifySse)
+await app.register(fastifyWs)
 await app.register(counter)
 await app.register(aiAnswer)
 await app.register(cors, { allowedOrigins: [corsOrigin] })
+await app.register(chat)
 
 const demos = [
   ['/counter', 'A counter: plain messages for onmessage, named ping events for addEventListener, and a 204 that stops reconnection.'],
   ['/ticks', 'A topic: events with ids; after a dropped connection the browser resumes from Last-Event-ID with no gap.'],
   [`${corsOrigin}/cors`, 'Cross-origin EventSource with credentials: the page lives on another port, the cookie still flows.'],
-  ['/ai', 'An AI-style answer, token by token from an async generator; Stop ends the generation on the server.']
+  ['/ai', 'An AI-style answer, token by token from an async generator; Stop ends the generation on the server.'],
+  [`${echoOrigin}/`, 'The secure echo: a public WebSocket over wss:// that answers every message (accept the self-signed certificate first).'],
+  ['/chat', 'A chat over WebSocket: sign in, rooms as topics, presence; the read-only view of a room is SSE from the same contract.']
 ]
-const index = page('fastify-realtime: SSE demos', `
+const index = page('fastify-realtime: demos', `
 <ul>
 ${demos.map(([href, what]) => `  <li><a href="${href}">${href}</a>: ${what}</li>`).join('\n')}
 </ul>
-<p class="note">Every stream is plain <code>GET</code> + <code>text/event-stream</code>: try them with <code>curl -N</code>.</p>`)
+<p class="note">Every stream is plain <code>GET</code> + <code>text/event-stream</code>: try them with <code>curl -N</code>.
+The WebSocket examples open with a <code>node -e</code> one-liner to poke them.</p>`)
 app.get('/', (request, reply) => reply.type(HTML).send(index))
 
 const pageServer = Fastify({ loggerInstance: app.log.child({ server: 'cors-page' }) })
 await pageServer.register(corsPage, { streamOrigin: origin })
 
-// app.close() ends the open streams at once (each client may reconnect elsewhere or later).
+// Its own server: wss:// needs HTTPS. The certificate is for this demo and the tests only.
+const echoServer = Fastify({ https: testOnlyTls(), loggerInstance: app.log.child({ server: 'echo' }) })
+await echoServer.register(fastifyWs)
+await echoServer.register(echo, { home: `${origin}/` })
+
+// app.close() ends the open streams and sockets at once (each client may reconnect elsewhere or later).
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
     app.log.info(`${signal}: closing`)
-    Promise.all([app.close(), pageServer.close()]).catch((err) => {
+    Promise.all([app.close(), pageServer.close(), echoServer.close()]).catch((err) => {
       app.log.error({ err }, 'cannot close cleanly')
       process.exitCode = 1
     })
@@ -55,4 +72,5 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 
 await app.listen({ host, port })
 await pageServer.listen({ host, port: corsPort })
-app.log.info(`demos at ${origin}/ (the CORS page at ${corsOrigin}/cors)`)
+await echoServer.listen({ host, port: echoPort })
+app.log.info(`demos at ${origin}/ (the CORS page at ${corsOrigin}/cors, the secure echo at ${echoOrigin}/)`)

@@ -23,7 +23,7 @@ export type {
 export { memoryBroker } from './hub/memory-broker.js'
 export type { MemoryBrokerOptions } from './hub/memory-broker.js'
 export type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
-export type { Realtime, Topic, TopicOptions, PublishFunction } from './hub/hub.js'
+export type { Realtime, Topic, AnyTopic, TopicOptions, PublishFunction } from './hub/hub.js'
 export { publicError } from './public-error.js'
 export type { PublicError } from './public-error.js'
 export * from './errors.js'

@@ -1,4 +1,6 @@
-import type { Readable } from 'node:stream'
+import { randomBytes } from 'node:crypto'
+import { Duplex, type Readable } from 'node:stream'
+import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
 import type { OutgoingHttpHeaders } from 'node:http'
 import { FRT_ERR_TESTING } from './errors.js'
@@ -200,7 +202,9 @@ export interface ConnectedWS {
   /** Closes from the client side; resolves once closed. */
   close (code?: number, reason?: string): Promise<{ code: number, reason: string }>
   /** The underlying `ws` client. */
-  socket: import('ws').WebSocket
+  socket: WebSocket
+  /** The subprotocol the server selected (`''` for none). */
+  protocol: string
 }
 
 interface FrameWaiter {
@@ -222,23 +226,9 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
   const timeout = options.timeout ?? 5000
   const headers: Record<string, string> = { ...options.headers }
   if (options.protocols !== undefined) headers['sec-websocket-protocol'] = options.protocols.join(', ')
-  let socket: import('ws').WebSocket
-  let timer: NodeJS.Timeout | undefined
-  try {
-    // Like inject(), boot the app first: an upgrade emitted before ready() would never be answered.
-    await app.ready()
-    socket = await Promise.race([
-      (app as unknown as { injectWS: (url: string, context: object) => Promise<import('ws').WebSocket> }).injectWS(url, { headers }),
-      new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeout} ms`)), timeout)
-      })
-    ]).finally(() => clearTimeout(timer))
-  } catch (err) {
-    const status = /(\d{3})/.exec((err as Error).message)
-    throw Object.assign(new FRT_ERR_TESTING(`connectWS: the upgrade of ${url} was refused: ${(err as Error).message}`), {
-      statusCode: status === null ? undefined : Number(status[1])
-    })
-  }
+  // Like inject(), boot the app first: an upgrade emitted before ready() would never be answered.
+  await app.ready()
+  const { socket, protocol } = await upgrade(app, url, headers, timeout)
 
   const frames: WsFrame[] = []
   const waiters: FrameWaiter[] = []
@@ -248,7 +238,7 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
   let resolveClosed!: (value: { code: number, reason: string }) => void
   const closed = new Promise<{ code: number, reason: string }>((resolve) => { resolveClosed = resolve })
 
-  socket.on('message', (data: Buffer) => {
+  const onMessage = (data: Buffer): void => {
     const frame = JSON.parse(data.toString()) as WsFrame
     const request = frame.id === undefined ? undefined : pending.get(frame.id as string)
     if (request !== undefined && (frame.type === 'reply' || frame.type === 'error')) {
@@ -266,7 +256,11 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
     waiters.splice(waiters.indexOf(waiter), 1)
     clearTimeout(waiter.timer)
     waiter.resolve(frame)
-  })
+  }
+  // Frames that arrived with the 101 response (e.g. sent in onOpen) were kept for us.
+  socket.removeAllListeners('message')
+  for (const data of (socket as unknown as { [kEarly]: Buffer[] })[kEarly].splice(0)) onMessage(data)
+  socket.on('message', onMessage)
   socket.on('error', () => {})
   socket.on('close', (code: number, reason: Buffer) => {
     ended = true
@@ -333,6 +327,85 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
       socket.close(code, reason)
       return closed
     },
-    socket
+    socket,
+    protocol
   }
+}
+
+const kEarly = Symbol('early frames')
+
+/** Two in-memory sockets wired to each other: what one writes the other reads; an end or a destroy propagates. */
+function duplexPair (): [Duplex, Duplex] {
+  const sides: Duplex[] = []
+  const side = (other: () => Duplex): Duplex => new Duplex({
+    read () {},
+    write (chunk: Buffer, _encoding, callback) {
+      other().push(chunk)
+      callback()
+    },
+    final (callback) {
+      other().push(null)
+      callback()
+    },
+    destroy (err, callback) {
+      if (!other().destroyed) other().destroy()
+      callback(err)
+    }
+  })
+  sides.push(side(() => sides[1] as Duplex), side(() => sides[0] as Duplex))
+  return sides as [Duplex, Duplex]
+}
+
+/**
+ * Performs the upgrade through the server's 'upgrade' listener (routed by @fastify/websocket through
+ * Fastify's hooks) over an in-memory socket pair, reads the HTTP response, and hands the rest of the
+ * bytes to a ws client. Unlike app.injectWS(), frames sent with the 101 are kept and closes propagate.
+ */
+function upgrade (app: FastifyInstance, url: string, headers: Record<string, string>, timeout: number): Promise<{ socket: WebSocket, protocol: string }> {
+  const [server, client] = duplexPair()
+  const request = {
+    method: 'GET',
+    url,
+    httpVersion: '1.1',
+    headers: {
+      host: 'localhost',
+      ...headers,
+      connection: 'upgrade',
+      upgrade: 'websocket',
+      'sec-websocket-version': '13',
+      'sec-websocket-key': randomBytes(16).toString('base64')
+    }
+  }
+  return new Promise((resolve, reject) => {
+    let head = Buffer.alloc(0)
+    const timer = setTimeout(() => fail(`no answer within ${timeout} ms`), timeout)
+    function fail (reason: string, statusCode?: number): void {
+      clearTimeout(timer)
+      client.destroy()
+      reject(Object.assign(new FRT_ERR_TESTING(`connectWS: the upgrade of ${url} was refused: ${reason}`), { statusCode }))
+    }
+    function onData (chunk: Buffer): void {
+      head = Buffer.concat([head, chunk])
+      const end = head.indexOf('\r\n\r\n')
+      if (end === -1) return
+      client.removeListener('data', onData)
+      const lines = head.subarray(0, end).toString('latin1').split('\r\n')
+      const statusCode = Number(/^HTTP\/1\.1 (\d{3})/.exec(lines[0] as string)?.[1])
+      if (statusCode !== 101) return fail(`HTTP ${statusCode}`, statusCode)
+      clearTimeout(timer)
+      const protocolLine = lines.find((line) => /^sec-websocket-protocol:/i.test(line))
+      // A ws instance made without an address starts in server mode; a client must mask its frames.
+      const socket = new WebSocket(null as unknown as string, undefined, { isServer: false } as any)
+      ;(socket as unknown as { _isServer: boolean })._isServer = false
+      const early: Buffer[] = []
+      ;(socket as unknown as { [kEarly]: Buffer[] })[kEarly] = early
+      socket.on('message', (data: Buffer) => early.push(data))
+      ;(socket as unknown as { setSocket: (socket: Duplex, head: Buffer, options: object) => void })
+        .setSocket(client, head.subarray(end + 4), { maxPayload: 0 })
+      resolve({ socket, protocol: protocolLine === undefined ? '' : protocolLine.slice(protocolLine.indexOf(':') + 1).trim() })
+    }
+    client.on('data', onData)
+    client.on('error', () => {})
+    app.server.emit('upgrade', request, server, Buffer.alloc(0))
+  })
 }

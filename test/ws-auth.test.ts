@@ -833,6 +833,6 @@ t.test('{ user, expiresAt: undefined } is a user without expiry; { user: null, e
   t.same(users, ['ann'])
   await ws.close()
   result = { user: null, expiresAt: Date.now() + 60000 }
-  await t.rejects(connectWS(app, '/who'), { statusCode: 401 })
+  await t.rejects(connectWS(app, '/who'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
   t.same(users, ['ann'], 'no connection opened')
 })

@@ -88,3 +88,15 @@ test('helpers', async () => {
   expect(await ws.nextEvent('message')).type.toBe<WsEvent>()
   expect(await ws.closed).type.toBe<{ code: number, reason: string }>()
 })
+
+test('typed topics of any contract can be (un)subscribed anywhere', () => {
+  const other = defineContract({ events: { tick: Type.Number() } })
+  function leave (conn: Connection<typeof chat>, topic: ReturnType<typeof app.realtime.topic<typeof chat>>): void {
+    conn.unsubscribe(topic)
+  }
+  expect(leave).type.toBe<(conn: Connection<typeof chat>, topic: import('fastify-realtime').Topic<typeof chat>) => void>()
+  app.get('/mixed', (request, reply) => {
+    const stream = reply.sse()
+    expect(stream.subscribe([app.realtime.topic('a', { contract: chat }), app.realtime.topic('b', { contract: other }), app.realtime.topic('c')])).type.toBe<Promise<void>>()
+  })
+})

@@ -38,6 +38,12 @@ export interface Topic<C extends AnyContract | undefined = AnyContract | undefin
   readonly publish: PublishFunction<C>
 }
 
+/** Any topic, whatever its contract: what `subscribe()` takes. */
+export interface AnyTopic {
+  readonly name: string
+  readonly contract: AnyContract | undefined
+}
+
 /** Options of `fastify.realtime.topic()`. */
 export interface TopicOptions<C extends AnyContract | undefined> {
   /** Types and validates the topic's events. Every call for one name must pass the same object. */

@@ -10,7 +10,7 @@ import {
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import type { BrokerEvent } from '../hub/broker.js'
-import { isTopic, type Hub, type Topic } from '../hub/hub.js'
+import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import { assertField, frameComment, frameEvent, frameRetry } from './framing.js'
@@ -62,7 +62,7 @@ export interface SseStream<C extends AnyContract | undefined = undefined> {
    * and the subscription is live; never rejects (a broker failure closes the stream so the client
    * reconnects and resumes).
    */
-  subscribe (topics: Topic<any> | readonly Topic<any>[]): Promise<void>
+  subscribe (topics: AnyTopic | readonly AnyTopic[]): Promise<void>
   /** Ends the stream. Idempotent. */
   close (): void
   /** Aborted when the stream ends: client gone, `close()`, slow-consumer cut-off or server closing. */
@@ -237,7 +237,7 @@ export class SseStreamImpl implements Sink {
     return this.write(frameComment(text))
   }
 
-  subscribe (topics: Topic<any> | readonly Topic<any>[]): Promise<void> {
+  subscribe (topics: AnyTopic | readonly AnyTopic[]): Promise<void> {
     const list = Array.isArray(topics) ? topics : [topics]
     if (list.length === 0 || !list.every(isTopic)) {
       throw new FRT_ERR_INVALID_OPTION('topics', 'expected a topic from fastify.realtime.topic(), or an array of them')

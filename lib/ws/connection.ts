@@ -13,7 +13,7 @@ import {
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import type { BrokerEvent } from '../hub/broker.js'
-import { isTopic, type Hub, type Topic } from '../hub/hub.js'
+import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import type { Authenticated } from './auth.js'
@@ -66,9 +66,9 @@ export interface Connection<C extends AnyContract | undefined = AnyContract | un
    * Subscribes to a topic: replays its events after `after` (or sends `{"type":"reset"}` when that id
    * cannot be resumed), then delivers live. Resolves once the replay is queued; never rejects.
    */
-  subscribe (topic: Topic<any>, options?: ConnectionSubscribeOptions): Promise<void>
+  subscribe (topic: AnyTopic, options?: ConnectionSubscribeOptions): Promise<void>
   /** Stops delivering a topic's events. */
-  unsubscribe (topic: Topic<any>): void
+  unsubscribe (topic: AnyTopic): void
   /** Closes the connection (default 1000). Idempotent. */
   close (code?: number, reason?: string): void
   /** Aborted when the connection ends, for any reason. */
@@ -186,7 +186,7 @@ export class ConnectionImpl implements Sink {
     return true
   }
 
-  subscribe (topic: Topic<any>, options?: { after?: string }): Promise<void> {
+  subscribe (topic: AnyTopic, options?: { after?: string }): Promise<void> {
     if (!isTopic(topic)) throw new FRT_ERR_INVALID_OPTION('topic', 'expected a topic from fastify.realtime.topic()')
     const after = options?.after
     if (after !== undefined && typeof after !== 'string') throw new FRT_ERR_INVALID_OPTION('after', 'expected an event id string')
@@ -197,7 +197,7 @@ export class ConnectionImpl implements Sink {
     return subscription.start(after)
   }
 
-  unsubscribe (topic: Topic<any>): void {
+  unsubscribe (topic: AnyTopic): void {
     if (!isTopic(topic)) throw new FRT_ERR_INVALID_OPTION('topic', 'expected a topic from fastify.realtime.topic()')
     const subscription = this.subscriptions?.get(topic.name)
     if (subscription === undefined) return
