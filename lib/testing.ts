@@ -195,7 +195,7 @@ export interface ConnectedWS {
   sendRaw (data: string | Buffer, options?: { binary?: boolean }): void
   /** The next event frame (of that event name, when given). */
   nextEvent (name?: string): Promise<WsEvent>
-  /** The next frame of any type (of that type, when given) that no request() took. */
+  /** The next frame of any type (of that type, when given) that no request() took; text that is not a protocol frame comes as `{ type: 'raw', data }`. */
   nextFrame (type?: string): Promise<WsFrame>
   /** Resolves with the close code and reason, however the connection ends. */
   closed: Promise<{ code: number, reason: string }>
@@ -239,7 +239,7 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
   const closed = new Promise<{ code: number, reason: string }>((resolve) => { resolveClosed = resolve })
 
   const onMessage = (data: Buffer): void => {
-    const frame = JSON.parse(data.toString()) as WsFrame
+    const frame = parseFrame(data)
     const request = frame.id === undefined ? undefined : pending.get(frame.id as string)
     if (request !== undefined && (frame.type === 'reply' || frame.type === 'error')) {
       pending.delete(frame.id as string)
@@ -262,7 +262,7 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
   for (const data of (socket as unknown as { [kEarly]: Buffer[] })[kEarly].splice(0)) onMessage(data)
   socket.on('message', onMessage)
   socket.on('error', () => {})
-  socket.on('close', (code: number, reason: Buffer) => {
+  const onClose = (code: number, reason: Buffer): void => {
     ended = true
     const err = new FRT_ERR_TESTING(`connectWS: the connection closed with ${code}`)
     for (const waiter of waiters.splice(0)) {
@@ -275,7 +275,10 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
     }
     pending.clear()
     resolveClosed({ code, reason: reason.toString() })
-  })
+  }
+  const earlyClose = (socket as unknown as { [kEarlyClose]?: [number, Buffer] })[kEarlyClose]
+  if (earlyClose === undefined) socket.once('close', onClose)
+  else onClose(...earlyClose)
 
   function waitFrame (match: (frame: WsFrame) => boolean, what: string): Promise<WsFrame> {
     const index = frames.findIndex(match)
@@ -332,7 +335,18 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
   }
 }
 
+/** A server frame: its JSON, or `{ type: 'raw', data }` for text that is not a JSON object (a plain ws route). */
+function parseFrame (data: Buffer): WsFrame {
+  const text = data.toString()
+  try {
+    const frame = JSON.parse(text) as WsFrame | null
+    if (frame !== null && typeof frame === 'object' && typeof frame.type === 'string') return frame
+  } catch {}
+  return { type: 'raw', data: text }
+}
+
 const kEarly = Symbol('early frames')
+const kEarlyClose = Symbol('early close')
 
 /** Two in-memory sockets wired to each other: what one writes the other reads; an end or a destroy propagates. */
 function duplexPair (): [Duplex, Duplex] {
@@ -400,6 +414,10 @@ function upgrade (app: FastifyInstance, url: string, headers: Record<string, str
       const early: Buffer[] = []
       ;(socket as unknown as { [kEarly]: Buffer[] })[kEarly] = early
       socket.on('message', (data: Buffer) => early.push(data))
+      // A close right after the 101 (onOpen threw) may come before connectWS listens: keep it too.
+      socket.once('close', (code: number, reason: Buffer) => {
+        (socket as unknown as { [kEarlyClose]: [number, Buffer] })[kEarlyClose] = [code, reason]
+      })
       ;(socket as unknown as { setSocket: (socket: Duplex, head: Buffer, options: object) => void })
         .setSocket(client, head.subarray(end + 4), { maxPayload: 0 })
       resolve({ socket, protocol: protocolLine === undefined ? '' : protocolLine.slice(protocolLine.indexOf(':') + 1).trim() })

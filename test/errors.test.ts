@@ -36,7 +36,10 @@ t.test('every instance is an Error with a message, a name and a status code', as
     t.ok(err.message.length > 0, `${key} has a message`)
     t.notMatch(err.message, /%s/, `${key} fills every placeholder`)
     t.equal(err.name, 'FastifyError', `${key} name`)
-    t.ok(err.statusCode >= 500 && err.statusCode < 600, `${key} is a server error`)
+    // Refused upgrades answer the client with their status; everything else is a server-side error.
+    const clientErrors: Record<string, number> = { FRT_ERR_WS_UNAUTHORIZED: 401, FRT_ERR_WS_FORBIDDEN_ORIGIN: 403 }
+    if (key in clientErrors) t.equal(err.statusCode, clientErrors[key], `${key} is a ${clientErrors[key]}`)
+    else t.ok(err.statusCode >= 500 && err.statusCode < 600, `${key} is a server error`)
   }
 })
 

@@ -49,3 +49,22 @@ t.test('POST streams with a body, and non-SSE answers keep their status', async 
   t.equal(denied.statusCode, 401)
   await t.rejects(denied.next(), { code: 'FRT_ERR_TESTING' })
 })
+
+t.test('connectWS reads a refusal whose head arrives in several pieces', async (t) => {
+  const { default: Fastify } = await import('fastify')
+  const { fastifyWs } = await import('../lib/index.js')
+  const { connectWS } = await import('../lib/testing.js')
+  const app = Fastify()
+  await app.register(fastifyWs, { heartbeat: 0 })
+  t.teardown(() => app.close())
+  app.ws('/teapot', {
+    authenticate: false,
+    onRequest: (request, reply, done) => {
+      const socket = reply.raw.socket as NodeJS.WritableStream
+      reply.hijack()
+      socket.write('HTTP/1.1 418 I')
+      setImmediate(() => socket.end('\'m a teapot\r\nContent-Length: 0\r\n\r\n'))
+    }
+  })
+  await t.rejects(connectWS(app, '/teapot'), { code: 'FRT_ERR_TESTING', statusCode: 418 })
+})

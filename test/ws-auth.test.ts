@@ -15,11 +15,11 @@ import {
 import { connectWS } from '../lib/testing.js'
 import {
   buildWs,
+  openWS,
   deferred,
   closePayload,
   listenWs,
   maskedFrame,
-  openWSPromptly,
   rawWsClient,
   sleep,
   upgrade,
@@ -178,7 +178,7 @@ t.test('subprotocols: the server selects realtime.v1 and never echoes the token'
     const app = await build(t, { authenticate: (request) => bearerToken(request) === 's3cret' ? { name: 'ann' } : null })
     route(app, '/chat')
     // injectWS never reads the 101's headers, so ws.socket.protocol stays '' here; real sockets check the selection above.
-    const ws = await openWSPromptly(app, '/chat', { protocols: ['realtime.v1', 'bearer.s3cret'] })
+    const ws = await openWS(app, '/chat', { protocols: ['realtime.v1', 'bearer.s3cret'] })
     t.same(await ws.request('whoami', {}), { name: 'ann' })
     await ws.close()
   })
@@ -198,7 +198,7 @@ t.test('authenticate', async (t) => {
     let calls = 0
     const app = await build(t, { authenticate: () => { calls++; return null } })
     const seen = route(app, '/chat')
-    await t.rejects(openWSPromptly(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
+    await t.rejects(openWS(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
     t.equal(calls, 1)
     t.equal(seen.opened, 0, 'onOpen never ran')
     t.equal(seen.handled, 0)
@@ -230,7 +230,7 @@ t.test('authenticate', async (t) => {
       authenticate: () => { throw Object.assign(new Error('banned'), { code: 'FRT_ERR_TESTING', statusCode: 403 }) }
     })
     const seen = route(app, '/chat')
-    await t.rejects(openWSPromptly(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 403 })
+    await t.rejects(openWS(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 403 })
     const port = await listenWs(app)
     refused(t, await upgrade(t, `ws://127.0.0.1:${port}/chat`), 403)
     t.equal(seen.opened, 0)
@@ -240,7 +240,7 @@ t.test('authenticate', async (t) => {
   t.test('a plain thrown error -> 500', async (t) => {
     const app = await build(t, { authenticate: async () => { throw new Error('database down') } })
     const seen = route(app, '/chat')
-    await t.rejects(openWSPromptly(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 500 })
+    await t.rejects(openWS(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 500 })
     const port = await listenWs(app)
     refused(t, await upgrade(t, `ws://127.0.0.1:${port}/chat`), 500)
     t.equal(seen.opened, 0)
@@ -254,11 +254,11 @@ t.test('authenticate', async (t) => {
       }
     })
     const seen = route(app, '/chat')
-    const ws = await openWSPromptly(app, '/chat', { headers: { 'x-user': 'ann' } })
+    const ws = await openWS(app, '/chat', { headers: { 'x-user': 'ann' } })
     t.equal(await ws.request('whoami', {}), 'ann')
     t.equal(seen.conns[0]?.user, 'ann')
     await ws.close()
-    await t.rejects(openWSPromptly(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
+    await t.rejects(openWS(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
   })
 
   t.test('{ user, expiresAt } sets conn.user to user and closes with 4401 at expiry', async (t) => {
@@ -271,7 +271,7 @@ t.test('authenticate', async (t) => {
       }
     })
     const seen = route(app, '/chat')
-    const ws = await openWSPromptly(app, '/chat')
+    const ws = await openWS(app, '/chat')
     t.equal(seen.conns[0]?.user, user, 'conn.user is the user, not the wrapper')
     t.same(await ws.request('whoami', {}), { name: 'ann' })
     const closed = await within(ws.closed, 2000, 'the 4401 close')
@@ -285,7 +285,7 @@ t.test('authenticate', async (t) => {
   t.test('expiresAt as a Date works', async (t) => {
     const app = await build(t, { authenticate: () => ({ user: 'ann', expiresAt: new Date(Date.now() + 50) }) })
     const seen = route(app, '/chat')
-    const ws = await openWSPromptly(app, '/chat')
+    const ws = await openWS(app, '/chat')
     t.equal(seen.conns[0]?.user, 'ann')
     t.equal((await within(ws.closed, 2000, 'the 4401 close')).code, 4401)
   })
@@ -294,7 +294,7 @@ t.test('authenticate', async (t) => {
     for (const expiresAt of [Date.now() - 1000, new Date(Date.now() - 1), 0]) {
       const app = await build(t, { authenticate: () => ({ user: 'ann', expiresAt }) })
       const seen = route(app, '/chat')
-      await t.rejects(openWSPromptly(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
+      await t.rejects(openWS(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
       t.equal(seen.opened, 0)
     }
   })
@@ -302,7 +302,7 @@ t.test('authenticate', async (t) => {
   t.test('an expiresAt far ahead (past the 24.8-day timer limit) does not close at once', async (t) => {
     const app = await build(t, { authenticate: () => ({ user: 'ann', expiresAt: Date.now() + 40 * 24 * 3600 * 1000 }) })
     route(app, '/chat')
-    const ws = await openWSPromptly(app, '/chat')
+    const ws = await openWS(app, '/chat')
     await sleep(30)
     t.same(await ws.request('echo', { n: 1 }), { n: 1 }, 'still open')
     await ws.close()
@@ -312,7 +312,7 @@ t.test('authenticate', async (t) => {
     for (const expiresAt of ['soon', Number.NaN, new Date('not a date'), null]) {
       const app = await build(t, { authenticate: () => ({ user: 'ann', expiresAt }) })
       const seen = route(app, '/chat')
-      await t.rejects(openWSPromptly(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 500 })
+      await t.rejects(openWS(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 500 })
       const port = await listenWs(app)
       refused(t, await upgrade(t, `ws://127.0.0.1:${port}/chat`), 500, 'FRT_ERR_INVALID_OPTION')
       t.equal(seen.opened, 0)
@@ -324,7 +324,7 @@ t.test('authenticate', async (t) => {
     for (const answer of answers) {
       const app = await build(t, { authenticate: () => answer })
       const seen = route(app, '/chat')
-      const ws = await openWSPromptly(app, '/chat')
+      const ws = await openWS(app, '/chat')
       t.equal(seen.conns[0]?.user, answer, `${JSON.stringify(answer)} is the user`)
       await ws.close()
     }
@@ -334,7 +334,7 @@ t.test('authenticate', async (t) => {
     let seenRequest: FastifyRequest | undefined
     const app = await build(t, { authenticate: (request) => { seenRequest = request; return 'ann' } })
     route(app, '/chat')
-    const ws = await openWSPromptly(app, '/chat?room=1', { headers: { 'x-test': 'yes' } })
+    const ws = await openWS(app, '/chat?room=1', { headers: { 'x-test': 'yes' } })
     t.equal(seenRequest?.url, '/chat?room=1')
     t.equal(seenRequest?.headers['x-test'], 'yes')
     t.equal(seenRequest?.ws, true)
@@ -367,11 +367,11 @@ t.test('origins', async (t) => {
   t.test('default policy through connectWS compares with the Host header', async (t) => {
     const app = await build(t, { authenticate: () => 'ann' })
     route(app, '/chat')
-    const ok = await openWSPromptly(app, '/chat', { headers: { host: 'App.Example.com:8443', origin: 'https://app.example.com:8443' } })
+    const ok = await openWS(app, '/chat', { headers: { host: 'App.Example.com:8443', origin: 'https://app.example.com:8443' } })
     await ok.close()
-    await t.rejects(openWSPromptly(app, '/chat', { headers: { host: 'app.example.com', origin: 'https://evil.example' } }), { code: 'FRT_ERR_TESTING', statusCode: 403 })
-    await t.rejects(openWSPromptly(app, '/chat', { headers: { origin: 'https://app.example.com' } }), { code: 'FRT_ERR_TESTING', statusCode: 403 }, 'no Host header: refused')
-    await t.rejects(openWSPromptly(app, '/chat', { headers: { host: 'app.example.com', origin: 'not a url' } }), { code: 'FRT_ERR_TESTING', statusCode: 403 })
+    await t.rejects(openWS(app, '/chat', { headers: { host: 'app.example.com', origin: 'https://evil.example' } }), { code: 'FRT_ERR_TESTING', statusCode: 403 })
+    await t.rejects(openWS(app, '/chat', { headers: { origin: 'https://app.example.com' } }), { code: 'FRT_ERR_TESTING', statusCode: 403 }, 'no Host header: refused')
+    await t.rejects(openWS(app, '/chat', { headers: { host: 'app.example.com', origin: 'not a url' } }), { code: 'FRT_ERR_TESTING', statusCode: 403 })
   })
 
   t.test('an exact allowlist', async (t) => {
@@ -432,18 +432,18 @@ t.test('routes', async (t) => {
     let pluginCalls = 0
     const app = await build(t, { authenticate: () => { pluginCalls++; return null } })
     const seen = route(app, '/public', { authenticate: false })
-    const ws = await openWSPromptly(app, '/public')
+    const ws = await openWS(app, '/public')
     t.equal(await ws.request('whoami', {}), null, 'conn.user is undefined')
     t.equal(seen.conns[0]?.user, undefined)
     t.equal(pluginCalls, 0, "the plugin's authenticate is not called")
     await ws.close()
-    await t.rejects(openWSPromptly(app, '/public', { headers: { host: 'app.example', origin: 'https://evil.example' } }), { code: 'FRT_ERR_TESTING', statusCode: 403 }, 'a public route still checks the Origin')
+    await t.rejects(openWS(app, '/public', { headers: { host: 'app.example', origin: 'https://evil.example' } }), { code: 'FRT_ERR_TESTING', statusCode: 403 }, 'a public route still checks the Origin')
   })
 
   t.test('authenticate: false without a plugin authenticate', async (t) => {
     const app = await build(t)
     route(app, '/public', { authenticate: false })
-    const ws = await openWSPromptly(app, '/public')
+    const ws = await openWS(app, '/public')
     t.same(await ws.request('echo', { n: 2 }), { n: 2 })
     await ws.close()
   })
@@ -454,7 +454,7 @@ t.test('routes', async (t) => {
     t.throws(() => route(app, '/chat2', { authenticate: undefined }), { code: 'FRT_ERR_WS_AUTH_REQUIRED' })
     await app.ready()
     t.notOk(app.hasRoute({ method: 'GET', url: '/chat' }), 'no route was registered')
-    await t.rejects(openWSPromptly(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 404 })
+    await t.rejects(openWS(app, '/chat'), { code: 'FRT_ERR_TESTING', statusCode: 404 })
   })
 
   t.test("a route's authenticate overrides the plugin's", async (t) => {
@@ -463,12 +463,12 @@ t.test('routes', async (t) => {
     route(app, '/plugin')
     route(app, '/route', { authenticate: () => 'route' })
     route(app, '/closed', { authenticate: () => null })
-    const ws = await openWSPromptly(app, '/route')
+    const ws = await openWS(app, '/route')
     t.equal(await ws.request('whoami', {}), 'route')
     t.equal(pluginCalls, 0)
     await ws.close()
-    await t.rejects(openWSPromptly(app, '/closed'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
-    const other = await openWSPromptly(app, '/plugin')
+    await t.rejects(openWS(app, '/closed'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
+    const other = await openWS(app, '/plugin')
     t.equal(await other.request('whoami', {}), 'plugin')
     await other.close()
   })

@@ -385,21 +385,3 @@ export async function rawWsClient (t: Test, port: number, bytes: Buffer | string
   }
   return client
 }
-
-/**
- * `connectWS`, with one fix for an artifact of `app.injectWS()`: its server-side stream never emits
- * 'close' after both directions ended, so the server only sees a finished close handshake when ws's
- * close timer destroys the stream (1 s later; onClose runs then). Over TCP the transport closes once
- * both ends have ended; this does the same: when the client has closed, every server socket whose
- * close handshake is complete has its transport destroyed, so onClose runs at once with its code.
- */
-export async function openWSPromptly (app: FastifyInstance, url: string, options?: ConnectWSOptions): Promise<ConnectedWS> {
-  const ws = await openWS(app, url, options)
-  ws.socket.once('close', () => setImmediate(() => {
-    for (const socket of app.websocketServer.clients) {
-      const state = socket as unknown as { _closeFrameReceived: boolean, _closeFrameSent: boolean, _socket: net.Socket | null }
-      if (state._closeFrameReceived && state._closeFrameSent) state._socket?.destroy()
-    }
-  }))
-  return ws
-}

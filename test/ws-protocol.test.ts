@@ -43,14 +43,18 @@ function expected (text: string): { code: 'BAD_JSON' | 'BAD_FRAME', id: unknown 
     return { code: 'BAD_JSON', id: undefined }
   }
   // secure-json-parse: an own "__proto__" key, or an own "constructor" object with an own "prototype" key.
+  // Such a message is refused, but keeps its id (when valid) so the sender's request gets its answer.
+  const top = value as Record<string, unknown> | null
+  const topId = top !== null && typeof top === 'object' ? top.id : undefined
+  const refusedId = (typeof topId === 'string' && topId.length <= 256) || (typeof topId === 'number' && Number.isFinite(topId)) ? topId : undefined
   const stack = [value]
   while (stack.length > 0) {
     const node = stack.pop()
     if (node === null || typeof node !== 'object') continue
-    if (Object.hasOwn(node, '__proto__')) return { code: 'BAD_JSON', id: undefined }
+    if (Object.hasOwn(node, '__proto__')) return { code: 'BAD_JSON', id: refusedId }
     const ctor = (node as Record<string, unknown>).constructor
     if (Object.hasOwn(node, 'constructor') && ctor !== null && typeof ctor === 'object' && Object.hasOwn(ctor, 'prototype')) {
-      return { code: 'BAD_JSON', id: undefined }
+      return { code: 'BAD_JSON', id: refusedId }
     }
     stack.push(...Object.values(node))
   }
@@ -135,7 +139,6 @@ t.test('BAD_JSON', async (t) => {
 
   t.test('__proto__ keys, at the top and nested, are refused and pollute nothing', async (t) => {
     for (const text of [
-      '{"type":"a","id":"c1","__proto__":{"polluted":1}}',
       '{"__proto__":{"polluted":1},"type":"a"}',
       '{"type":"a","data":{"__proto__":{"polluted":1}}}',
       '{"type":"a","data":[{"x":{"__proto__":{"polluted":1}}}]}',
@@ -145,6 +148,9 @@ t.test('BAD_JSON', async (t) => {
       t.equal(error.code, 'BAD_JSON', text)
       t.equal(error.id, undefined)
     }
+    const withId = refusal(t, '{"type":"a","id":"c1","__proto__":{"polluted":1}}')
+    t.same([withId.code, withId.id], ['BAD_JSON', 'c1'], 'the refusal keeps a valid id, so the request is answered')
+    t.equal(refusal(t, '\uFEFF{"id":7,"__proto__":{}}').id, 7, 'after a BOM too')
     t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype is untouched')
   })
 

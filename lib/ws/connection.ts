@@ -106,7 +106,8 @@ export function encodeWsEvent (event: BrokerEvent): Buffer {
 
 // ws keeps the RFC 6455 close code of a protocol error under this symbol.
 let kStatusCode: symbol | undefined
-function statusCodeOf (err: object): number | undefined {
+/** The close code ws attached to a protocol error, if any. @internal */
+export function statusCodeOf (err: object): number | undefined {
   kStatusCode ??= Object.getOwnPropertySymbols(err).find((symbol) => symbol.description === 'status-code')
   return kStatusCode === undefined ? undefined : (err as Record<symbol, number | undefined>)[kStatusCode]
 }
@@ -141,6 +142,7 @@ export class ConnectionImpl implements Sink {
   private readonly host: WsHost
   // Messages waiting for the one in progress, as [data, rateLimited] pairs: answers keep arrival order.
   private readonly queue: Array<Buffer | boolean> = []
+  private queuedBytes = 0
   private busy = false
   private badInARow = 0
   private windowStart = 0
@@ -267,6 +269,21 @@ export class ConnectionImpl implements Sink {
     this.serverCode = code
     this.serverReason = reason
     this.socket.close(code, reason)
+    // The app sees the end now (signal, no more topic events), not when the close handshake ends.
+    this.release()
+  }
+
+  /** Stops everything the connection holds besides its socket; safe to run twice. */
+  private release (): void {
+    clearTimeout(this.expiryTimer)
+    if (this.subscriptions !== undefined) {
+      for (const subscription of this.subscriptions.values()) subscription.stop()
+      this.subscriptions = undefined
+    }
+    this.queue.length = 0
+    this.queuedBytes = 0
+    this.releaseDrainWaiters()
+    this.controller?.abort()
   }
 
   /** A heartbeat tick: terminate a peer that did not answer the last ping, else ping it. @internal */
@@ -306,6 +323,9 @@ export class ConnectionImpl implements Sink {
     const limited = this.countForRateLimit()
     if (limited === undefined) return
     if (this.busy) {
+      // Messages waiting behind a slow handler are bounded like outbound bytes are.
+      this.queuedBytes += data.length
+      if (this.queuedBytes > this.maxBufferedBytes) return this.closeWith(4429, 'too many pending messages')
       this.queue.push(data, limited)
       return
     }
@@ -314,7 +334,7 @@ export class ConnectionImpl implements Sink {
 
   private readonly onPing = (): void => {
     this.alive = true
-    if (this.isOpen) this.countForRateLimit()
+    this.countForRateLimit()
   }
 
   private readonly onPong = (): void => {
@@ -350,6 +370,7 @@ export class ConnectionImpl implements Sink {
     while (this.queue.length > 0 && this.isOpen) {
       const data = this.queue.shift() as Buffer
       const limited = this.queue.shift() as boolean
+      this.queuedBytes -= data.length
       const pending = this.handle(data, limited)
       if (pending !== undefined) {
         pending.then(() => this.drain())
@@ -445,14 +466,7 @@ export class ConnectionImpl implements Sink {
   private readonly onSocketClose = (code: number, reason: Buffer): void => {
     this.isOpen = false
     this.host.open.delete(this)
-    clearTimeout(this.expiryTimer)
-    if (this.subscriptions !== undefined) {
-      for (const subscription of this.subscriptions.values()) subscription.stop()
-      this.subscriptions = undefined
-    }
-    this.queue.length = 0
-    this.releaseDrainWaiters()
-    this.controller?.abort()
+    this.release()
     const onClose = this.route.onClose
     if (onClose === undefined) return
     const finalCode = this.serverCode ?? code

@@ -6,6 +6,7 @@ import type {
   RouteOptions,
   RouteShorthandOptions
 } from 'fastify'
+import type { Socket } from 'node:net'
 import fastifyWebsocket from '@fastify/websocket'
 import fp from 'fastify-plugin'
 import type WebSocket from 'ws'
@@ -32,6 +33,7 @@ import {
 } from './auth.js'
 import {
   ConnectionImpl,
+  statusCodeOf,
   type Connection,
   type MessageHandler,
   type WsHost,
@@ -155,10 +157,10 @@ function functionOption<T> (name: string, value: unknown): T | undefined {
 
 function rateLimitOption (value: unknown): RateLimitOptions | false {
   if (value === false) return false
-  if (value === null || typeof value !== 'object') {
-    throw new FRT_ERR_INVALID_OPTION('rateLimit', 'expected { messages, intervalMs } or false')
+  const { messages, intervalMs } = (value ?? {}) as Record<string, unknown>
+  if (typeof value !== 'object' || messages === undefined || intervalMs === undefined) {
+    throw new FRT_ERR_INVALID_OPTION('rateLimit', 'expected { messages, intervalMs } (both positive integers) or false')
   }
-  const { messages, intervalMs } = value as Record<string, unknown>
   return Object.freeze({
     messages: positiveInteger('rateLimit.messages', messages, undefined) as number,
     intervalMs: positiveInteger('rateLimit.intervalMs', intervalMs, undefined) as number
@@ -233,6 +235,20 @@ function routeSettings (url: string, options: WsRouteOptions<any>, settings: WsS
   })
 }
 
+// Sockets of app.ws() routes: their connection handles its own errors.
+const realtimeSockets = new WeakSet<WebSocket>()
+
+/**
+ * @fastify/websocket's error handler, which would terminate() the socket (the client sees 1006).
+ * ws has already sent the close code of a protocol error (1002, 1007, 1009): leave it be. An error
+ * thrown by a plain { websocket: true } route's handler is logged and closes with 1011.
+ */
+function onWebsocketError (error: Error, socket: WebSocket, request: FastifyRequest): void {
+  if (realtimeSockets.has(socket) || statusCodeOf(error) !== undefined) return
+  request.log.error({ err: error }, 'fastify-realtime: a WebSocket handler failed; the connection was closed')
+  socket.close(1011, 'server error')
+}
+
 function registerRoute (instance: FastifyInstance, url: string, options: WsRouteOptions<any>, settings: WsSettings, host: WsHost): void {
   if (options === null || typeof options !== 'object') {
     throw new FRT_ERR_INVALID_OPTION('app.ws() options', 'expected an object such as { contract, handlers, onOpen }')
@@ -257,6 +273,7 @@ function registerRoute (instance: FastifyInstance, url: string, options: WsRoute
     handler: Object.assign(function openConnection (socket: WebSocket, request: FastifyRequest) {
       // eslint-disable-next-line no-new -- the connection registers itself with its socket and the host
       new ConnectionImpl(socket, request, (request as any)[kAuth] as Authenticated | null, route, host)
+      realtimeSockets.add(socket)
     }, { [kRealtimeRoute]: true })
   } as any)
 }
@@ -283,6 +300,11 @@ function guardRoute (policy: OriginPolicy | undefined) {
   }
 }
 
+function refuseLateUpgrade (_request: unknown, socket: Socket): void {
+  socket.on('error', () => {})
+  socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+}
+
 async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOptions): Promise<void> {
   if (fastify.hasPlugin('@fastify/websocket')) throw new FRT_ERR_WS_CONFLICT()
   const settings = settingsOf(options)
@@ -290,6 +312,8 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
 
   // Before @fastify/websocket's own onRoute hook, which replaces every route's handler.
   fastify.addHook('onRoute', guardRoute(settings.origins))
+  const listenersBefore = new Set(fastify.server.listeners('upgrade'))
+  let upgradeListeners: Function[] = []
   await fastify.register(fastifyWebsocket, {
     options: {
       maxPayload: settings.maxPayload,
@@ -297,20 +321,25 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
       handleProtocols: selectProtocol,
       closeTimeout: CLOSE_TIMEOUT
     } as any,
+    errorHandler: onWebsocketError as any,
     // Every socket gets 1001 "going away" (the default would send no code at all, 1005) and
     // app.close() waits for them, at most CLOSE_TIMEOUT, since ws destroys sockets that do not answer.
     preClose: function closeSockets (this: FastifyInstance, done: () => void) {
+      // No new upgrades: a late one gets 503 and its socket ends (routed through Fastify it would
+      // get a 503 on a socket that nobody ends, and app.close() would wait for it forever).
+      for (const listener of upgradeListeners) this.server.removeListener('upgrade', listener as () => void)
+      this.server.on('upgrade', refuseLateUpgrade)
+      this.websocketServer.close()
       const sockets = [...this.websocketServer.clients]
-      const closed = sockets.map((socket) => new Promise((resolve) => {
-        if (socket.readyState === socket.CLOSED) return resolve(undefined)
-        socket.once('close', resolve)
-      }))
+      // A socket leaves `clients` when it emits 'close', so each of these will emit it.
+      const closed = sockets.map((socket) => new Promise((resolve) => socket.once('close', resolve)))
       for (const conn of host.open) conn.closeWith(1001, 'server shutting down')
       for (const socket of sockets) socket.close(1001, 'server shutting down')
       Promise.all(closed).then(() => done())
     }
   })
 
+  upgradeListeners = fastify.server.listeners('upgrade').filter((listener) => !listenersBefore.has(listener))
   fastify.decorateRequest(kAuth, null)
   fastify.decorate('ws', function ws (this: FastifyInstance, url: string, routeOptions: WsRouteOptions<any>) {
     registerRoute(this, url, routeOptions, settings, host)

@@ -46,7 +46,7 @@ export function parseMessage (text: string): InboundMessage | ProtocolError {
   try {
     value = sjson.parse(text)
   } catch {
-    return new ProtocolError('BAD_JSON', 'The message is not valid JSON, or holds a forbidden key (__proto__, constructor.prototype).')
+    return new ProtocolError('BAD_JSON', 'The message is not valid JSON, or holds a forbidden key (__proto__, constructor.prototype).', idOf(text))
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     return new ProtocolError('BAD_FRAME', 'A message must be a JSON object such as {"type":"say","id":"c1","data":{}}.')
@@ -59,6 +59,19 @@ export function parseMessage (text: string): InboundMessage | ProtocolError {
     return new ProtocolError('BAD_FRAME', 'A message must have a string "type".', id)
   }
   return { type, id, data }
+}
+
+/**
+ * The id of a message refused for a forbidden key, so its sender's request still gets its answer.
+ * Plain JSON.parse only creates own properties (no pollution), and only `id` is read from it.
+ */
+function idOf (text: string): MessageId | undefined {
+  try {
+    const id = (JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text) as { id?: unknown } | null)?.id
+    return isMessageId(id) ? id : undefined
+  } catch {
+    return undefined
+  }
 }
 
 function idField (id: MessageId | undefined): string {
