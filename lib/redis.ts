@@ -1,0 +1,293 @@
+// fastify-realtime/redis: a broker on one Redis Stream per namespace, shared by any number of
+// Fastify instances. Why Streams and not pub/sub: a reader that reconnects continues from its own
+// cursor and loses nothing, the stream is the history that SSE clients resume from, and a Redis
+// entry id (`<ms>-<seq>`) is one resume point for any set of topics across instances.
+import { Redis } from 'ioredis'
+import { FRT_ERR_BROKER_UNAVAILABLE, FRT_ERR_INVALID_OPTION } from './errors.js'
+import type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
+import { compareEventIds, parseEventId } from './hub/event-id.js'
+import { positiveInteger } from './hub/memory-broker.js'
+
+export type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
+
+/** Options of {@link redisBroker}. */
+export interface RedisBrokerOptions {
+  /** A Redis URL (`redis://host:port/db`); the broker opens its connections from it and closes them. */
+  url?: string
+  /** An existing ioredis instance (e.g. `fastify.redis`); never closed by the broker. */
+  client?: Redis
+  /**
+   * Brokers with the same Redis and namespace share one log.
+   * @default 'realtime'
+   */
+  namespace?: string
+  /**
+   * Events kept for resume (`XADD MAXLEN ~`, so Redis may keep a few more).
+   * @default 100000
+   */
+  maxLen?: number
+  /** Events older than this (ms) are trimmed (`XTRIM MINID`). Unset: no age limit. */
+  maxAgeMs?: number
+  /**
+   * How far back (in entries of the log, any topic) a resume may start; further back is a reset.
+   * @default 10000
+   */
+  maxScan?: number
+  /**
+   * How long a publish or a history read may wait for Redis before failing with `FRT_ERR_BROKER_UNAVAILABLE`.
+   * @default 2000
+   */
+  commandTimeout?: number
+}
+
+type Entry = [id: string, fields: string[]]
+
+const NAMESPACE = /^[A-Za-z0-9_.:-]{1,64}$/
+const READ_COUNT = 512
+const HISTORY_PAGE = 512
+const BLOCK_MS = 5000
+const RETRY_MS = 250
+
+function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout
+  return Promise.race([
+    promise,
+    new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new FRT_ERR_BROKER_UNAVAILABLE(`Redis did not answer ${what} within ${ms} ms`)), ms)
+    })
+  ]).finally(() => clearTimeout(timer))
+}
+
+/** An entry's fields as an event, or undefined for an entry this library did not write. */
+function toEvent (topicFilter: ReadonlySet<string> | undefined, [id, fields]: Entry): BrokerEvent | undefined {
+  let topic: string | undefined
+  let event: string | undefined
+  let data: string | undefined
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const value = fields[i + 1] as string
+    switch (fields[i]) {
+      case 't': topic = value; break
+      case 'e': event = value; break
+      case 'd': data = value; break
+    }
+  }
+  if (topic === undefined || event === undefined || data === undefined) return undefined
+  if (topicFilter !== undefined && !topicFilter.has(topic)) return undefined
+  return { id, topic, event, data }
+}
+
+/** XREAD's entries for one stream, whether the reply came as RESP2 pairs or a flattened RESP3 map. */
+function entriesOf (reply: unknown): Entry[] {
+  if (!Array.isArray(reply) || reply.length === 0) return []
+  const first = reply[0] as unknown
+  if (Array.isArray(first)) return (first[1] ?? []) as Entry[] // [[key, entries]]
+  return (reply[1] ?? []) as Entry[] // [key, entries]
+}
+
+class RedisBroker implements Broker {
+  private readonly writer: Redis
+  private readonly ownsWriter: boolean
+  private reader: Redis | undefined
+  private readonly key: string
+  private readonly maxLen: number
+  private readonly maxAgeMs: number | undefined
+  private readonly maxScan: number
+  private readonly commandTimeout: number
+  private readonly listeners = new Set<BrokerListener>()
+  private reading = false
+  private closed = false
+  private lastTrim = 0
+
+  constructor (options: RedisBrokerOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new FRT_ERR_INVALID_OPTION('redisBroker options', 'expected { url } or { client }')
+    }
+    const namespace = options.namespace ?? 'realtime'
+    if (typeof namespace !== 'string' || !NAMESPACE.test(namespace)) {
+      throw new FRT_ERR_INVALID_OPTION('namespace', 'expected 1 to 64 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-"')
+    }
+    this.maxLen = positiveInteger('maxLen', options.maxLen, 100000) as number
+    this.maxAgeMs = positiveInteger('maxAgeMs', options.maxAgeMs, undefined)
+    this.maxScan = positiveInteger('maxScan', options.maxScan, 10000) as number
+    this.commandTimeout = positiveInteger('commandTimeout', options.commandTimeout, 2000) as number
+    // The hash tag keeps every key of a namespace in one Redis Cluster slot.
+    this.key = `frt:{${namespace}}:log`
+    if (options.client !== undefined) {
+      if (options.client === null || typeof (options.client as Redis).duplicate !== 'function') {
+        throw new FRT_ERR_INVALID_OPTION('client', 'expected an ioredis instance')
+      }
+      this.writer = options.client
+      this.ownsWriter = false
+    } else if (typeof options.url === 'string') {
+      // No offline queue: while Redis is away, a publish fails at once instead of waiting.
+      this.writer = new Redis(options.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+      this.writer.on('error', () => {}) // reconnects by itself; failures surface as rejected commands
+      this.ownsWriter = true
+    } else {
+      throw new FRT_ERR_INVALID_OPTION('redisBroker options', 'expected url (a Redis URL) or client (an ioredis instance)')
+    }
+  }
+
+  async publish (topic: string, event: string, data: string): Promise<string> {
+    if (this.closed) throw new FRT_ERR_BROKER_UNAVAILABLE('the Redis broker is closed')
+    await this.connected()
+    let id: string | null
+    try {
+      id = await withTimeout(
+        this.writer.xadd(this.key, 'MAXLEN', '~', this.maxLen, '*', 't', topic, 'e', event, 'd', data),
+        this.commandTimeout,
+        'XADD'
+      )
+    } catch (err) {
+      throw wrap(err)
+    }
+    this.trimByAge()
+    return id as string
+  }
+
+  listen (listener: BrokerListener): () => void {
+    this.listeners.add(listener)
+    if (!this.reading) {
+      this.reading = true
+      // The cursor is asked for on the writer connection now (once it is up), so it precedes any
+      // publish sent after listen(): commands on one connection run in order.
+      this.read(this.connected().then(() => this.lastId()))
+    }
+    return () => { this.listeners.delete(listener) }
+  }
+
+  async history (after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null> {
+    const from = parseEventId(after)
+    if (from === undefined) return null
+    // Trimming by age is lazy and approximate: an id past maxAgeMs is a reset even if still stored.
+    if (this.maxAgeMs !== undefined && from.ms < Date.now() - this.maxAgeMs) return null
+    try {
+      await this.connected()
+      // The id must still be in the log: a trimmed or never-issued id is a reset, never a silent gap.
+      const exact = await withTimeout(this.writer.xrange(this.key, after, after), this.commandTimeout, 'XRANGE') as Entry[]
+      if (exact.length === 0) return null
+      const events: BrokerEvent[] = []
+      let start = after
+      let scanned = 0
+      for (;;) {
+        const page = await withTimeout(this.writer.xrange(this.key, `(${start}`, '+', 'COUNT', HISTORY_PAGE), this.commandTimeout, 'XRANGE') as Entry[]
+        scanned += page.length
+        if (scanned > this.maxScan) return null
+        for (const entry of page) {
+          const event = toEvent(topics, entry)
+          if (event !== undefined) events.push(event)
+        }
+        if (page.length < HISTORY_PAGE) return events
+        start = (page.at(-1) as Entry)[0]
+      }
+    } catch (err) {
+      throw wrap(err)
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.listeners.clear()
+    this.reader?.disconnect()
+    if (this.ownsWriter) this.writer.disconnect()
+  }
+
+  /**
+   * Waits, up to commandTimeout, for a connection that is still being opened; one that was lost
+   * (Redis away, reconnecting) fails at once: nothing is queued, nothing delivered locally only.
+   */
+  private async connected (): Promise<void> {
+    const status = this.writer.status
+    if (status === 'ready') return
+    if (status !== 'connecting' && status !== 'connect') throw new FRT_ERR_BROKER_UNAVAILABLE(`the Redis connection is ${status}`)
+    await withTimeout(new Promise((resolve) => this.writer.once('ready', resolve)), this.commandTimeout, 'the connection')
+  }
+
+  private async lastId (): Promise<string> {
+    const last = await this.writer.xrevrange(this.key, '+', '-', 'COUNT', 1) as Entry[]
+    return last[0]?.[0] ?? '0-0'
+  }
+
+  /** Tails the stream from the cursor on a connection of its own, in stream order, until closed. */
+  private async read (first: Promise<string>): Promise<void> {
+    const reader = this.writer.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+    reader.on('error', () => {}) // reconnects by itself; the loop below retries from its cursor
+    this.reader = reader
+    let cursor = await first.catch(() => this.startCursor())
+    while (!this.closed) {
+      let entries: Entry[]
+      try {
+        entries = entriesOf(await reader.xread('COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', this.key, cursor))
+      } catch {
+        if (this.closed) break
+        // Redis is away: wait, then continue from the same cursor, so nothing is lost or repeated.
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
+        cursor = await this.checkCursor(cursor)
+        continue
+      }
+      for (const entry of entries) {
+        cursor = entry[0]
+        const event = toEvent(undefined, entry)
+        if (event === undefined) continue
+        for (const listener of this.listeners) {
+          try { listener(event) } catch {}
+        }
+      }
+      if (entries.length === 0) cursor = await this.checkCursor(cursor)
+    }
+  }
+
+  /** The first cursor when Redis was away at listen(): the end of the log once it is back. */
+  private async startCursor (): Promise<string> {
+    for (;;) {
+      if (this.closed) return '0-0'
+      await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
+      try {
+        return await this.lastId()
+      } catch {}
+    }
+  }
+
+  /**
+   * A stream that was deleted or recreated (Redis restarted without persistence) has ids below the
+   * cursor: reading from the old cursor would skip its events, so read it from the start.
+   */
+  private async checkCursor (cursor: string): Promise<string> {
+    try {
+      const last = parseEventId(await this.lastId())
+      const current = parseEventId(cursor) as NonNullable<ReturnType<typeof parseEventId>>
+      return last === undefined || compareEventIds(last, current) < 0 ? '0-0' : cursor
+    } catch {
+      return cursor
+    }
+  }
+
+  private trimByAge (): void {
+    if (this.maxAgeMs === undefined) return
+    const now = Date.now()
+    if (now - this.lastTrim < 1000) return
+    this.lastTrim = now
+    this.writer.xtrim(this.key, 'MINID', '~', `${now - this.maxAgeMs}-0`).catch(() => {})
+  }
+}
+
+function wrap (err: unknown): Error {
+  if ((err as { code?: unknown }).code === 'FRT_ERR_BROKER_UNAVAILABLE') return err as Error
+  return new FRT_ERR_BROKER_UNAVAILABLE((err as Error).message)
+}
+
+/**
+ * A broker on a Redis Stream: every Fastify instance with the same Redis and `namespace` shares
+ * one ordered log, reads it from its own cursor, and resumes SSE clients from it with ids that are
+ * valid on every instance. Requires `ioredis@^6` and Redis >= 6.2.
+ *
+ * @example
+ * import { redisBroker } from 'fastify-realtime/redis'
+ * const broker = redisBroker({ url: process.env.REDIS_URL })
+ * await app.register(fastifySse, { broker })
+ * app.addHook('onClose', () => broker.close())
+ */
+export function redisBroker (options: RedisBrokerOptions): Broker {
+  return new RedisBroker(options)
+}
