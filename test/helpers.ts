@@ -3,7 +3,7 @@ import net from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Test } from 'tap'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
-import { fastifySse, type FastifySseOptions } from '../lib/index.js'
+import { fastifySse, memoryBroker, type Broker, type FastifySseOptions } from '../lib/index.js'
 
 /** An app with fastifySse registered (heartbeat off unless asked), closed when the test ends. */
 export async function build (t: Test, options: FastifySseOptions = {}, serverOptions: FastifyServerOptions = {}): Promise<FastifyInstance> {
@@ -100,4 +100,31 @@ export async function rawRequest (baseUrl: string, path: string, headers: Record
   socket.write(`${lines.join('\r\n')}\r\n\r\n`)
   socket.on('error', () => {})
   return socket
+}
+
+/** A promise with its resolve function. */
+export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
+  let resolve!: (value: T) => void
+  const promise = new Promise<T>((_resolve) => { resolve = _resolve })
+  return { promise, resolve }
+}
+
+/** A broker whose history() waits until released, so events can be published during the replay. */
+export function slowHistoryBroker (): Broker & { release: () => void, asked: Promise<void> } {
+  const inner = memoryBroker()
+  const gate = deferred<void>()
+  const asked = deferred<void>()
+  return {
+    publish: (topic, event, data) => inner.publish(topic, event, data),
+    listen: (listener) => inner.listen(listener),
+    async history (after, topics) {
+      const events = await inner.history(after, topics)
+      asked.resolve()
+      await gate.promise
+      return events
+    },
+    close: () => inner.close(),
+    release: () => gate.resolve(),
+    asked: asked.promise
+  }
 }

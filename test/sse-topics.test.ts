@@ -2,7 +2,7 @@ import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import { defineContract, memoryBroker, type Broker, type BrokerEvent, type SseStream } from '../lib/index.js'
 import { injectSSE } from '../lib/testing.js'
-import { build, captureLogs } from './helpers.js'
+import { build, captureLogs, slowHistoryBroker } from './helpers.js'
 
 const chat = defineContract({
   events: { message: Type.Object({ text: Type.String() }) }
@@ -100,28 +100,6 @@ t.test('an array of topics replays their events merged in id order', async (t) =
   t.same(await sse.next(), { event: 'message', data: '{"text":"once"}', id: live }, 'a topic listed twice is delivered once')
   await sse.close()
 })
-
-/** A broker whose history() waits until released, so events can be published during the replay. */
-function slowHistoryBroker (): Broker & { release: () => void, asked: Promise<void> } {
-  const inner = memoryBroker()
-  let release!: () => void
-  let asked!: () => void
-  const gate = new Promise<void>((resolve) => { release = resolve })
-  const askedPromise = new Promise<void>((resolve) => { asked = resolve })
-  return {
-    publish: (topic, event, data) => inner.publish(topic, event, data),
-    listen: (listener) => inner.listen(listener),
-    async history (after, topics) {
-      const events = await inner.history(after, topics)
-      asked()
-      await gate
-      return events
-    },
-    close: () => inner.close(),
-    release,
-    asked: askedPromise
-  }
-}
 
 t.test('events published during the replay arrive once each, in order: no gap, no duplicate', async (t) => {
   const broker = slowHistoryBroker()

@@ -6,6 +6,7 @@ import type { Test } from 'tap'
 import WebSocket from 'ws'
 import { fastifyWs, type FastifyWsOptions } from '../lib/index.js'
 import { connectWS, type ConnectWSOptions, type ConnectedWS } from '../lib/testing.js'
+export { deferred } from './helpers.js'
 
 /**
  * An app with fastifyWs registered (heartbeat off, a trivial authenticate returning `{ name: 'ann' }`
@@ -39,11 +40,6 @@ export function sleep (ms: number): Promise<void> {
 }
 
 /** A promise and the function that resolves it. */
-export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((_resolve) => { resolve = _resolve })
-  return { promise, resolve }
-}
 
 /** The result of a raw upgrade attempt: the status line's code, and the socket (paused, holding any bytes after the head). */
 export interface RawUpgrade {

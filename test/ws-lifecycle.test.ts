@@ -11,7 +11,7 @@ import {
   type Connection
 } from '../lib/index.js'
 import { connectWS, injectSSE } from '../lib/testing.js'
-import { captureLogs, tick } from './helpers.js'
+import { captureLogs, slowHistoryBroker, tick } from './helpers.js'
 import {
   Opcode,
   buildWs,
@@ -117,26 +117,6 @@ async function publishAll (lobby: { publish: (event: 'message', data: { text: st
   const ids: string[] = []
   for (const text of texts) ids.push(await lobby.publish('message', { text }))
   return ids
-}
-
-/** A broker whose history() waits until released, so events can be published during the replay. */
-function slowHistoryBroker (): Broker & { release: () => void, asked: Promise<void> } {
-  const inner = memoryBroker()
-  const gate = deferred()
-  const asked = deferred()
-  return {
-    publish: (topic, event, data) => inner.publish(topic, event, data),
-    listen: (listener) => inner.listen(listener),
-    async history (after, topics) {
-      const events = await inner.history(after, topics)
-      asked.resolve()
-      await gate.promise
-      return events
-    },
-    close: () => inner.close(),
-    release: () => gate.resolve(),
-    asked: asked.promise
-  }
 }
 
 // ---- shutdown ----
