@@ -47,6 +47,7 @@ const READ_COUNT = 512
 const HISTORY_PAGE = 512
 const BLOCK_MS = 5000
 const RETRY_MS = 250
+const START_MARGIN_MS = 1000
 
 function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout
@@ -87,15 +88,15 @@ function entriesOf (reply: unknown): Entry[] {
 class RedisBroker implements Broker {
   private readonly writer: Redis
   private readonly ownsWriter: boolean
-  private reader: Redis | undefined
+  private readonly reader: Redis
   private readonly key: string
   private readonly maxLen: number
   private readonly maxAgeMs: number | undefined
   private readonly maxScan: number
   private readonly commandTimeout: number
   private readonly listeners = new Set<BrokerListener>()
-  private reading = false
   private closed = false
+  private readonly createdAt = Date.now()
   private lastTrim = 0
 
   constructor (options: RedisBrokerOptions) {
@@ -118,6 +119,7 @@ class RedisBroker implements Broker {
       }
       this.writer = options.client
       this.ownsWriter = false
+      this.writer.on('error', () => {}) // a client of the app's: errors surface as rejected commands
     } else if (typeof options.url === 'string') {
       // No offline queue: while Redis is away, a publish fails at once instead of waiting.
       this.writer = new Redis(options.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1 })
@@ -126,6 +128,9 @@ class RedisBroker implements Broker {
     } else {
       throw new FRT_ERR_INVALID_OPTION('redisBroker options', 'expected url (a Redis URL) or client (an ioredis instance)')
     }
+    this.reader = this.writer.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, lazyConnect: false })
+    this.reader.on('error', () => {}) // reconnects by itself; the read loop retries from its cursor
+    this.read()
   }
 
   async publish (topic: string, event: string, data: string): Promise<string> {
@@ -146,13 +151,9 @@ class RedisBroker implements Broker {
   }
 
   listen (listener: BrokerListener): () => void {
+    // The reader has tailed the log since the broker was made: every event it reads from now on,
+    // published on this instance or any other, reaches the listener.
     this.listeners.add(listener)
-    if (!this.reading) {
-      this.reading = true
-      // The cursor is asked for on the writer connection now (once it is up), so it precedes any
-      // publish sent after listen(): commands on one connection run in order.
-      this.read(this.connected().then(() => this.lastId()))
-    }
     return () => { this.listeners.delete(listener) }
   }
 
@@ -189,7 +190,7 @@ class RedisBroker implements Broker {
     if (this.closed) return
     this.closed = true
     this.listeners.clear()
-    this.reader?.disconnect()
+    this.reader.disconnect()
     if (this.ownsWriter) this.writer.disconnect()
   }
 
@@ -200,7 +201,9 @@ class RedisBroker implements Broker {
   private async connected (): Promise<void> {
     const status = this.writer.status
     if (status === 'ready') return
-    if (status !== 'connecting' && status !== 'connect') throw new FRT_ERR_BROKER_UNAVAILABLE(`the Redis connection is ${status}`)
+    // A client made with lazyConnect waits for its first command: connect it.
+    if (status === 'wait') this.writer.connect().catch(() => {})
+    else if (status !== 'connecting' && status !== 'connect') throw new FRT_ERR_BROKER_UNAVAILABLE(`the Redis connection is ${status}`)
     await withTimeout(new Promise((resolve) => this.writer.once('ready', resolve)), this.commandTimeout, 'the connection')
   }
 
@@ -210,11 +213,9 @@ class RedisBroker implements Broker {
   }
 
   /** Tails the stream from the cursor on a connection of its own, in stream order, until closed. */
-  private async read (first: Promise<string>): Promise<void> {
-    const reader = this.writer.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
-    reader.on('error', () => {}) // reconnects by itself; the loop below retries from its cursor
-    this.reader = reader
-    let cursor = await first.catch(() => this.startCursor())
+  private async read (): Promise<void> {
+    const reader = this.reader
+    let cursor = await this.startCursor()
     while (!this.closed) {
       let entries: Entry[]
       try {
@@ -238,14 +239,23 @@ class RedisBroker implements Broker {
     }
   }
 
-  /** The first cursor when Redis was away at listen(): the end of the log once it is back. */
+  /**
+   * Where tailing starts: the end of the log, or a second before the broker was made if that is
+   * earlier. Events another instance publishes while this reader connects are then not missed
+   * (a listener added at once may also get up to a second of earlier events, harmless, and
+   * deduplicated by id when resuming); the second also absorbs some clock skew with Redis.
+   */
   private async startCursor (): Promise<string> {
+    const margin = { ms: Math.max(this.createdAt - START_MARGIN_MS, 0), seq: 0 }
     for (;;) {
-      if (this.closed) return '0-0'
-      await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
       try {
-        return await this.lastId()
-      } catch {}
+        const last = parseEventId((await this.reader.xrevrange(this.key, '+', '-', 'COUNT', 1) as Entry[])[0]?.[0] ?? '0-0')
+        const start = last !== undefined && compareEventIds(last, margin) < 0 ? last : margin
+        return `${start.ms}-${start.seq}`
+      } catch {
+        if (this.closed) return '0-0'
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
+      }
     }
   }
 
