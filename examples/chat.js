@@ -2,7 +2,8 @@
 // A chat: sign in with a name, join rooms, talk. Each room is a topic, so a message is published
 // once and reaches every member's WebSocket and every read-only SSE view of the room, with the
 // same id, typed and validated by one contract for both transports.
-// - POST /chat/login {"name"} -> {"token","name"}: tokens live in memory (a restart signs everyone out).
+// - POST /chat/login {"name"} -> {"token","name"}: tokens live in memory (a restart signs everyone out;
+//   examples/cluster.js keeps them, and who is in which room, in Redis for several instances).
 // - GET /chat/ws: the socket. Messages `join` {room, after?}, `leave` {room}, `say` {room, text};
 //   events `message` and `presence` (who is in the room, published on every join and leave).
 //   The token travels as a subprotocol next to realtime.v1 (a browser cannot set headers on a
@@ -54,20 +55,86 @@ export const chatContract = defineContract({
 /** @typedef {import('fastify-realtime').Connection<typeof chatContract>} ChatConnection */
 
 /**
+ * Who is signed in: `create` issues a token for a name, `verify` answers the user of a token or null.
+ * @typedef {object} ChatSessions
+ * @property {(name: string) => Promise<string>} create
+ * @property {(token: string) => Promise<ChatUser | null>} verify
+ */
+
+/**
+ * Who is in which room, by connection: each call answers the room's member names afterwards,
+ * sorted, each name once however many tabs it has open.
+ * @typedef {object} ChatPresence
+ * @property {(room: string, connectionId: string, name: string) => Promise<string[]>} add
+ * @property {(room: string, connectionId: string) => Promise<string[]>} remove
+ * @property {(room: string) => Promise<string[]>} members
+ */
+
+/**
+ * @typedef {object} ChatOptions
+ * @property {ChatSessions} [sessions] default: {@link memorySessions}
+ * @property {ChatPresence} [presence] default: {@link memoryPresence}
+ */
+
+/**
+ * Sessions in this process's memory: a random token per sign-in, forgotten on restart.
+ * @returns {ChatSessions}
+ */
+export function memorySessions () {
+  /** @type {Map<string, ChatUser>} by token */
+  const users = new Map()
+  return {
+    async create (name) {
+      const token = randomBytes(16).toString('hex')
+      users.set(token, { name })
+      return token
+    },
+    async verify (token) {
+      return users.get(token) ?? null
+    }
+  }
+}
+
+/**
+ * Presence in this process's memory: right for one instance, which sees every connection.
+ * @returns {ChatPresence}
+ */
+export function memoryPresence () {
+  /** @type {Map<string, Map<string, string>>} room -> connection id -> name */
+  const rooms = new Map()
+  /** @param {string} room */
+  const membersOf = (room) => [...new Set(rooms.get(room)?.values())].sort()
+  return {
+    async add (room, connectionId, name) {
+      const present = rooms.get(room) ?? new Map()
+      rooms.set(room, present.set(connectionId, name))
+      return membersOf(room)
+    },
+    async remove (room, connectionId) {
+      const present = rooms.get(room)
+      if (present?.delete(connectionId) === true && present.size === 0) rooms.delete(room)
+      return membersOf(room)
+    },
+    async members (room) {
+      return membersOf(room)
+    }
+  }
+}
+
+/**
  * Routes: POST /chat/login; GET /chat, /chat/view, /chat/ws, /chat/rooms/:room/events.
  * Needs `fastifySse` and `fastifyWs` registered on a parent (sharing one `fastify.realtime`).
  * @param {import('fastify').FastifyInstance} fastify
+ * @param {ChatOptions} options
  */
-export default async function chat (fastify) {
-  /** @type {Map<string, ChatUser>} by token */
-  const users = new Map()
-  /** @type {Map<string, Map<string, string>>} room -> connection id -> name: a name is listed once per room, however many tabs */
-  const presence = new Map()
+export default async function chat (fastify, { sessions = memorySessions(), presence = memoryPresence() } = {}) {
+  /** @type {Map<string, Set<string>>} connection id -> the rooms it joined; a connection lives on this instance */
+  const joined = new Map()
+  /** @type {Set<Promise<void>>} departures still being published: app.close() waits for them */
+  const leaving = new Set()
 
   /** @param {string} room */
   const roomTopic = (room) => fastify.realtime.topic(`room:${room}`, { contract: chatContract })
-  /** @param {string} room */
-  const membersOf = (room) => [...new Set(presence.get(room)?.values())].sort()
   /** @param {ChatConnection} conn */
   const nameOf = (conn) => /** @type {ChatUser} */ (conn.user).name
 
@@ -76,11 +143,16 @@ export default async function chat (fastify) {
    * @param {string} room
    */
   async function removeMember (conn, room) {
-    const present = presence.get(room)
-    if (present === undefined || !present.delete(conn.id)) return
-    if (present.size === 0) presence.delete(room)
-    await roomTopic(room).publish('presence', { room, members: membersOf(room) })
+    const rooms = joined.get(conn.id)
+    if (rooms === undefined || !rooms.delete(room)) return
+    if (rooms.size === 0) joined.delete(conn.id)
+    const members = await presence.remove(room, conn.id)
+    await roomTopic(room).publish('presence', { room, members })
   }
+
+  // onClose hooks run in reverse order: this one before those of the parent that registered the
+  // chat, which may close the broker, so the departures of the sockets app.close() ended still go out.
+  fastify.addHook('onClose', async () => { await Promise.allSettled(leaving) })
 
   fastify.post('/chat/login', {
     schema: {
@@ -89,24 +161,24 @@ export default async function chat (fastify) {
     }
   }, async (request) => {
     const { name } = /** @type {ChatUser} */ (request.body)
-    const token = randomBytes(16).toString('hex')
-    users.set(token, { name })
-    return { token, name }
+    return { token: await sessions.create(name), name }
   })
 
   fastify.ws('/chat/ws', {
     contract: chatContract,
-    authenticate: (request) => users.get(bearerToken(request) ?? '') ?? null,
+    authenticate: async (request) => {
+      const token = bearerToken(request)
+      return token === undefined ? null : sessions.verify(token)
+    },
     handlers: {
       async join ({ room, after }, conn) {
         const topic = roomTopic(room)
         // Subscribed first, so the joiner gets its own presence event, and replayed from `after`.
         await conn.subscribe(topic, { after })
         // Closed meanwhile: onClose has run, so a member added now would never be removed.
-        if (conn.signal.aborted) return { room, members: membersOf(room) }
-        const present = presence.get(room) ?? new Map()
-        presence.set(room, present.set(conn.id, nameOf(conn)))
-        const members = membersOf(room)
+        if (conn.signal.aborted) return { room, members: await presence.members(room) }
+        joined.set(conn.id, (joined.get(conn.id) ?? new Set()).add(room))
+        const members = await presence.add(room, conn.id, nameOf(conn))
         await topic.publish('presence', { room, members })
         return { room, members }
       },
@@ -115,14 +187,16 @@ export default async function chat (fastify) {
         await removeMember(conn, room)
       },
       async say ({ room, text }, conn) {
-        if (presence.get(room)?.has(conn.id) !== true) throw publicError('NOT_IN_ROOM', `Join "${room}" before speaking there.`)
+        if (joined.get(conn.id)?.has(room) !== true) throw publicError('NOT_IN_ROOM', `Join "${room}" before speaking there.`)
         return { id: await roomTopic(room).publish('message', { room, user: nameOf(conn), text }) }
       }
     },
     onClose (conn) {
-      for (const [room, present] of presence) {
-        if (!present.has(conn.id)) continue
-        removeMember(conn, room).catch((err) => conn.log.warn({ err, room }, 'chat: cannot publish the presence of a closed connection'))
+      for (const room of [...joined.get(conn.id) ?? []]) {
+        const departure = removeMember(conn, room)
+          .catch((err) => conn.log.warn({ err, room }, 'chat: cannot publish the presence of a closed connection'))
+          .finally(() => leaving.delete(departure))
+        leaving.add(departure)
       }
     }
   })

@@ -1,0 +1,63 @@
+// @ts-check
+// `npm run bench`: builds dist/ when it is missing or older than lib/, then runs each suite of
+// bench/ in a process of its own (pinned to CPU 0 with taskset when there is one and more than one
+// core, so a server or Redis pinned elsewhere does not share its core). Not part of `npm test`.
+//
+//   npm run bench                       every suite present (for now: broker)
+//   npm run bench -- broker --reps=9    some suites; `--` options go to each suite
+// Suites read REDIS_URL where they measure Redis; results go to bench/results/ (gitignored).
+
+import { spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import os from 'node:os'
+import { fileURLToPath } from 'node:url'
+
+const SUITES = ['broker']
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** The newest modification time of the files under a directory, or 0 when there are none. */
+function newest (/** @type {string} */ dir) {
+  if (!existsSync(dir)) return 0
+  return Math.max(0, ...readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((name) => statSync(`${dir}/${name}`))
+    .filter((stats) => stats.isFile())
+    .map((stats) => stats.mtimeMs))
+}
+
+/**
+ * Runs a command from the repository root with the terminal's stdio; exits with its status when it fails.
+ * @param {string} command
+ * @param {string[]} args
+ * @param {NodeJS.ProcessEnv} [env]
+ */
+function run (command, args, env = process.env) {
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', env })
+  if (result.error !== undefined) throw result.error
+  if (result.status !== 0) {
+    console.error(`bench: ${[command, ...args].join(' ')} exited with ${result.status ?? result.signal}`)
+    process.exit(result.status ?? 1)
+  }
+}
+
+const positional = process.argv.slice(2).filter((arg) => !arg.startsWith('--'))
+const options = process.argv.slice(2).filter((arg) => arg.startsWith('--'))
+const unknown = positional.filter((name) => !SUITES.includes(name))
+if (unknown.length > 0) {
+  console.error(`bench: no suite ${unknown.join(', ')}; suites: ${SUITES.join(', ')}`)
+  process.exit(2)
+}
+const suites = (positional.length > 0 ? positional : SUITES).filter((name) => existsSync(`${root}bench/${name}.mjs`))
+
+const built = existsSync(`${root}dist/esm/index.js`) && existsSync(`${root}dist/cjs/index.js`)
+if (!built || newest(`${root}lib`) > newest(`${root}dist`)) {
+  console.log('bench: building dist/ (missing or older than lib/)')
+  run(process.execPath, ['scripts/build.mjs'])
+}
+
+const pin = os.availableParallelism() > 1 && spawnSync('taskset', ['-c', '0', 'true']).status === 0
+for (const suite of suites) {
+  const node = [process.execPath, '--expose-gc', `bench/${suite}.mjs`, ...options]
+  console.log(`\nbench: ${suite}${pin ? ' (pinned to CPU 0)' : ''}`)
+  if (pin) run('taskset', ['-c', '0', ...node], { ...process.env, BENCH_PINNED: 'cpu 0' })
+  else run(node[0] ?? process.execPath, node.slice(1))
+}
