@@ -5,7 +5,7 @@
 import { Redis } from 'ioredis'
 import { FRT_ERR_BROKER_UNAVAILABLE, FRT_ERR_INVALID_OPTION } from './errors.js'
 import type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
-import { compareEventIds, parseEventId } from './hub/event-id.js'
+import { parseEventId } from './hub/event-id.js'
 import { positiveInteger } from './hub/memory-broker.js'
 
 export type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
@@ -14,7 +14,11 @@ export type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
 export interface RedisBrokerOptions {
   /** A Redis URL (`redis://host:port/db`); the broker opens its connections from it and closes them. */
   url?: string
-  /** An existing ioredis instance (e.g. `fastify.redis`); never closed by the broker. */
+  /**
+   * An existing ioredis instance (e.g. `fastify.redis`); never closed by the broker. Create it with
+   * `autoResendUnfulfilledCommands: false`, or a publish whose reply was lost in a reconnect may be
+   * written to the log twice (the broker's own connections, from `url`, are made that way).
+   */
   client?: Redis
   /**
    * Brokers with the same Redis and namespace share one log.
@@ -45,9 +49,15 @@ type Entry = [id: string, fields: string[]]
 const NAMESPACE = /^[A-Za-z0-9_.:-]{1,64}$/
 const READ_COUNT = 512
 const HISTORY_PAGE = 512
-const BLOCK_MS = 5000
+// XREAD blocks this long before the reader checks the stream was not recreated under its cursor.
+const BLOCK_MS = 1000
 const RETRY_MS = 250
-const START_MARGIN_MS = 1000
+const MAX_SEQ = '18446744073709551615'
+
+/** A pause that does not keep the process alive. */
+function sleep (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref())
+}
 
 function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout
@@ -77,12 +87,14 @@ function toEvent (topicFilter: ReadonlySet<string> | undefined, [id, fields]: En
   return { id, topic, event, data }
 }
 
-/** XREAD's entries for one stream, whether the reply came as RESP2 pairs or a flattened RESP3 map. */
+/**
+ * XREAD's entries for the one stream read: `null` when BLOCK timed out, `[[key, entries]]` in RESP2
+ * and ioredis' default RESP3 mapping, `{ key: entries }` for a client made with `replyMapping: 'resp3'`.
+ */
 function entriesOf (reply: unknown): Entry[] {
-  if (!Array.isArray(reply) || reply.length === 0) return []
-  const first = reply[0] as unknown
-  if (Array.isArray(first)) return (first[1] ?? []) as Entry[] // [[key, entries]]
-  return (reply[1] ?? []) as Entry[] // [key, entries]
+  if (reply === null) return []
+  const streams = Array.isArray(reply) ? reply.map((stream) => (stream as [string, Entry[]])[1]) : Object.values(reply as object)
+  return streams[0] as Entry[]
 }
 
 class RedisBroker implements Broker {
@@ -97,6 +109,7 @@ class RedisBroker implements Broker {
   private readonly listeners = new Set<BrokerListener>()
   private closed = false
   private readonly createdAt = Date.now()
+  private ready: Promise<void> | undefined
   private lastTrim = 0
 
   constructor (options: RedisBrokerOptions) {
@@ -119,16 +132,17 @@ class RedisBroker implements Broker {
       }
       this.writer = options.client
       this.ownsWriter = false
-      this.writer.on('error', () => {}) // a client of the app's: errors surface as rejected commands
     } else if (typeof options.url === 'string') {
-      // No offline queue: while Redis is away, a publish fails at once instead of waiting.
-      this.writer = new Redis(options.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+      // No offline queue: while Redis is away, a publish fails at once instead of waiting. No resend
+      // after a reconnect: an XADD whose reply was lost may have been written, and must not be twice.
+      this.writer = new Redis(options.url, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 })
       this.writer.on('error', () => {}) // reconnects by itself; failures surface as rejected commands
       this.ownsWriter = true
     } else {
       throw new FRT_ERR_INVALID_OPTION('redisBroker options', 'expected url (a Redis URL) or client (an ioredis instance)')
     }
-    this.reader = this.writer.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, lazyConnect: false })
+    // Reads are idempotent: the reader queues and resends what a reconnect interrupted.
+    this.reader = this.writer.duplicate({ enableOfflineQueue: true, autoResendUnfulfilledCommands: true, maxRetriesPerRequest: null, lazyConnect: false })
     this.reader.on('error', () => {}) // reconnects by itself; the read loop retries from its cursor
     this.read()
   }
@@ -204,7 +218,12 @@ class RedisBroker implements Broker {
     // A client made with lazyConnect waits for its first command: connect it.
     if (status === 'wait') this.writer.connect().catch(() => {})
     else if (status !== 'connecting' && status !== 'connect') throw new FRT_ERR_BROKER_UNAVAILABLE(`the Redis connection is ${status}`)
-    await withTimeout(new Promise((resolve) => this.writer.once('ready', resolve)), this.commandTimeout, 'the connection')
+    // One listener however many publishes wait for the same connection.
+    this.ready ??= new Promise<void>((resolve) => this.writer.once('ready', () => {
+      this.ready = undefined
+      resolve()
+    }))
+    await withTimeout(this.ready, this.commandTimeout, 'the connection')
   }
 
   private async lastId (): Promise<string> {
@@ -223,7 +242,7 @@ class RedisBroker implements Broker {
       } catch {
         if (this.closed) break
         // Redis is away: wait, then continue from the same cursor, so nothing is lost or repeated.
-        await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
+        await sleep(RETRY_MS)
         cursor = await this.checkCursor(cursor)
         continue
       }
@@ -240,21 +259,20 @@ class RedisBroker implements Broker {
   }
 
   /**
-   * Where tailing starts: the end of the log, or a second before the broker was made if that is
-   * earlier. Events another instance publishes while this reader connects are then not missed
-   * (a listener added at once may also get up to a second of earlier events, harmless, and
-   * deduplicated by id when resuming); the second also absorbs some clock skew with Redis.
+   * Where tailing starts: the end of the log, or the moment the broker was made if that is earlier.
+   * Events other instances publish while this reader connects are then not missed, and nothing
+   * published before the broker existed is delivered (ids are Redis server time: keep clocks in sync).
    */
   private async startCursor (): Promise<string> {
-    const margin = { ms: Math.max(this.createdAt - START_MARGIN_MS, 0), seq: 0 }
     for (;;) {
       try {
-        const last = parseEventId((await this.reader.xrevrange(this.key, '+', '-', 'COUNT', 1) as Entry[])[0]?.[0] ?? '0-0')
-        const start = last !== undefined && compareEventIds(last, margin) < 0 ? last : margin
-        return `${start.ms}-${start.seq}`
+        const last = (await this.reader.xrevrange(this.key, '+', '-', 'COUNT', 1) as Entry[])[0]?.[0] ?? '0-0'
+        // XREAD is exclusive: the greatest id of the previous millisecond reads from createdAt on.
+        const fromCreation = `${this.createdAt - 1}-${MAX_SEQ}`
+        return isBefore(last, fromCreation) ? last : fromCreation
       } catch {
         if (this.closed) return '0-0'
-        await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
+        await sleep(RETRY_MS)
       }
     }
   }
@@ -265,9 +283,7 @@ class RedisBroker implements Broker {
    */
   private async checkCursor (cursor: string): Promise<string> {
     try {
-      const last = parseEventId(await this.lastId())
-      const current = parseEventId(cursor) as NonNullable<ReturnType<typeof parseEventId>>
-      return last === undefined || compareEventIds(last, current) < 0 ? '0-0' : cursor
+      return isBefore(await this.lastId(), cursor) ? '0-0' : cursor
     } catch {
       return cursor
     }
@@ -280,6 +296,16 @@ class RedisBroker implements Broker {
     this.lastTrim = now
     this.writer.xtrim(this.key, 'MINID', '~', `${now - this.maxAgeMs}-0`).catch(() => {})
   }
+}
+
+/** Orders two Redis entry ids, `<ms>-<seq>` with 64-bit parts (beyond safe integers). */
+function isBefore (a: string, b: string): boolean {
+  return idValue(a) < idValue(b)
+}
+
+function idValue (id: string): bigint {
+  const [ms, seq] = id.split('-') as [string, string]
+  return (BigInt(ms) << 64n) + BigInt(seq)
 }
 
 function wrap (err: unknown): Error {

@@ -102,7 +102,7 @@ function redisTests (url: string): void {
     return broker
   }, {
     approximateTrim: true, // XADD MAXLEN ~
-    startMarginMs: 1000, // a new broker tails from a second before it was made
+    startMarginMs: 1, // a new broker tails the log from the moment it was made
     makePeer: (broker, options) => redisBroker({ url, namespace: namespaces.get(broker), ...options } as RedisBrokerOptions)
   })
 

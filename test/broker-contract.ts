@@ -32,9 +32,9 @@ export interface BrokerContractOptions {
   /** How long to wait for an event to be delivered before failing. @default 5000 */
   deliveryTimeoutMs?: number
   /**
-   * A broker that tails a shared log starts reading a little before it was made, so that events
-   * other instances publish while it connects are not missed: a listener added at once may then
-   * also get events published up to this many ms before the broker was made (never twice).
+   * A broker that tails a shared log reads it from the moment it was made, so that events other
+   * instances publish while it connects are not missed: a listener added at once may then also get
+   * events published since the broker was made but before listen() (never twice). Non-zero: allowed.
    */
   startMarginMs?: number
 }

@@ -524,7 +524,9 @@ t.test('property: an arbitrary string as a frame gets at most one answer, and th
     fc.string({ unit: 'binary' }),
     fc.json(),
     fc.jsonValue().map((data) => JSON.stringify({ type: 'echo', data })),
-    fc.record({ type: fc.oneof(fc.constant('echo'), fc.string()), id: fc.anything(), data: fc.anything() }).map((value) => {
+    // Ids of connectWS's own requests ("c1", "c2", ...) are left out: a raw frame carrying one would
+    // answer the pending request of the same id, which is the client's mix-up, not the server's.
+    fc.record({ type: fc.oneof(fc.constant('echo'), fc.string()), id: fc.anything().filter((id) => !(typeof id === 'string' && /^c\d+$/.test(id))), data: fc.anything() }).map((value) => {
       try { return JSON.stringify(value) ?? 'undefined' } catch { return '{' }
     })
   )

@@ -64,7 +64,9 @@ export class Subscription implements Subscriber<Buffer> {
       if (this.sink.congested) await this.sink.drained()
       if (!this.sink.isOpen) return
     }
-    this.goLive(history.at(-1))
+    // The client has everything up to `after` and the replay: a live feed that lags behind (another
+    // instance's reader) may still bring those, and none may go out twice.
+    this.goLive(history.at(-1)?.id ?? after)
   }
 
   /** Removes the subscription from the hub. */
@@ -86,11 +88,11 @@ export class Subscription implements Subscriber<Buffer> {
     this.sink.write(frame)
   }
 
-  /** Ends the replay: writes what arrived meanwhile (none twice), then delivers live. */
-  private goLive (lastReplayed: BrokerEvent | undefined): void {
+  /** Ends the replay: writes what arrived meanwhile (none twice, none at or before `floor`), then delivers live. */
+  private goLive (floor: string | undefined): void {
     const buffered = this.buffered as BrokerEvent[]
     this.buffered = undefined
-    this.floor = lastReplayed === undefined ? undefined : parseEventId(lastReplayed.id)
+    this.floor = floor === undefined ? undefined : parseEventId(floor)
     for (const event of buffered) this.deliver(this.encode(event), event)
   }
 
