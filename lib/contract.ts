@@ -172,6 +172,16 @@ export function serializeJson (name: string, data: unknown): string {
   return json
 }
 
+/**
+ * An event's data as JSON: validated against the contract when there is one; without one, only the
+ * event name is checked. Throws a coded error on any failure. @internal
+ */
+export function serializeEventData (compiled: CompiledContract | undefined, event: string, data: unknown): string {
+  if (compiled !== undefined) return compiled.serializeEvent(event, data)
+  assertName('event', event)
+  return serializeJson(event, data)
+}
+
 const compiledContracts = new WeakMap<AnyContract, CompiledContract>()
 
 /** The compiled form of a contract made by defineContract, or a coded error for anything else. @internal */

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import {
   compiledOf,
   assertName,
-  serializeJson,
+  serializeEventData,
   type AnyContract,
   type CompiledContract,
   type EventData,
@@ -75,13 +75,7 @@ class TopicImpl {
 
   publish (event: string, data: unknown): Promise<string> {
     try {
-      let json: string
-      if (this.compiled !== undefined) {
-        json = this.compiled.serializeEvent(event, data)
-      } else {
-        assertName('event', event)
-        json = serializeJson(event, data)
-      }
+      const json = serializeEventData(this.compiled, event, data)
       // Inside the try too: a broker that throws instead of rejecting still yields a rejection.
       return this.hub.broker.publish(this.name, event, json)
     } catch (err) {

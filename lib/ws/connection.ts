@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type WebSocket from 'ws'
 import {
-  assertName,
+  serializeEventData,
   serializeJson,
   type AnyContract,
   type CompiledContract,
@@ -177,14 +177,7 @@ export class ConnectionImpl implements Sink {
 
   send (event: string, data: unknown): boolean {
     if (!this.isOpen) return false
-    let json: string
-    if (this.route.compiled !== undefined) {
-      json = this.route.compiled.serializeEvent(event, data)
-    } else {
-      assertName('event', event)
-      json = serializeJson(event, data)
-    }
-    this.write(frameEvent(event, json))
+    this.write(frameEvent(event, serializeEventData(this.route.compiled, event, data)))
     return true
   }
 
