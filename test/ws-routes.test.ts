@@ -188,3 +188,14 @@ t.test('messages that arrive after the server began closing are not handled', as
   t.equal(later, 0)
   socket.destroy()
 })
+
+t.test('a reply schema that allows undefined (Type.Unknown) answers a handler returning nothing with a reply without data', async (t) => {
+  const { Type } = await import('@sinclair/typebox')
+  const { defineContract } = await import('../lib/index.js')
+  const contract = defineContract({ messages: { echo: Type.Unknown() }, replies: { echo: Type.Unknown() } })
+  const app = await build(t)
+  app.ws('/echo', { authenticate: false, contract, handlers: { echo: (data) => data } })
+  const ws = await connectWS(app, '/echo')
+  ws.sendRaw('{"type":"echo","id":0}')
+  t.same(await ws.nextFrame(), { type: 'reply', id: 0 }, 'no data sent, no data back; not a HANDLER_ERROR')
+})

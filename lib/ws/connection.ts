@@ -411,16 +411,12 @@ export class ConnectionImpl implements Sink {
 
   private reply (message: InboundMessage, value: unknown): void {
     if (message.id === undefined) return
-    const checker = this.route.compiled?.replies.get(message.type)
+    const failure = this.route.compiled?.replies.get(message.type)?.check(value)
     let json: string | undefined
     try {
-      if (checker !== undefined) {
-        const failure = checker.check(value)
-        if (failure !== undefined) throw Object.assign(new Error(`The reply of "${message.type}" does not match its schema at "${failure.path || '/'}": ${failure.message}`), { details: [failure] })
-        json = serializeJson(message.type, value)
-      } else {
-        json = value === undefined ? undefined : serializeJson(message.type, value)
-      }
+      if (failure !== undefined) throw Object.assign(new Error(`The reply of "${message.type}" does not match its schema at "${failure.path || '/'}": ${failure.message}`), { details: [failure] })
+      // No value (a void handler, or one its schema allows, such as Type.Unknown()): a reply without data.
+      json = value === undefined ? undefined : serializeJson(message.type, value)
     } catch (err) {
       return this.handlerFailed(message, err)
     }
