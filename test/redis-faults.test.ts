@@ -10,44 +10,27 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t, { type Test } from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
-import { Type } from '@sinclair/typebox'
-import { defineContract, fastifySse, fastifyWs, type Broker, type Topic } from '../lib/index.js'
-import { redisBroker, type RedisBrokerOptions } from '../lib/redis.js'
-import { connectWS, injectSSE, type ConnectedWS, type InjectedSSE } from '../lib/testing.js'
+import type { RedisBrokerOptions } from '../lib/redis.js'
+import { injectSSE } from '../lib/testing.js'
+import {
+  idOf,
+  instance as sharedInstance,
+  openSse,
+  openWs,
+  readEventsUntil,
+  readUntil,
+  transports,
+  type Instance
+} from './redis-harness.js'
 import { sleep, within } from './ws-helpers.js'
-
-const chat = defineContract({
-  events: { message: Type.Object({ n: Type.Number(), from: Type.String() }) }
-})
 
 /** Short, so a paused Redis fails a publish quickly; the assertions never measure it. */
 const COMMAND_TIMEOUT = 300
 
-/** A topic event or a reset, as either transport's client saw it. */
-type Received =
-  | { type: 'event', id: string, event: string, data: string }
-  | { type: 'reset' }
-
-/** A subscribed client of either transport. */
-interface Client {
-  next (): Promise<Received>
-  /** Leaves like a client that goes away; returns what had arrived but was not read yet. */
-  leave (): Promise<Received[]>
-  /** True once the server ended the connection. */
-  readonly ended: boolean
-}
-
-interface Instance {
-  app: FastifyInstance
-  broker: Broker
-  lobby: Topic<typeof chat>
-  other: Topic<typeof chat>
-  sseSubscribed: Promise<void>[]
-  wsSubscribed: Promise<void>[]
-  /** app.close(), then broker.close(); idempotent, bounded by a hang detector. */
-  close (): Promise<void>
+/** The shared instance, with a short command timeout. */
+function instance (t: Test, url: string, ns: string, options: Partial<RedisBrokerOptions> = {}): Promise<Instance> {
+  return sharedInstance(t, url, ns, { commandTimeout: COMMAND_TIMEOUT, ...options })
 }
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
@@ -60,15 +43,6 @@ function namespace (): string {
 
 function keyOf (ns: string): string {
   return `frt:{${ns}}:log`
-}
-
-function idOf (received: Received): string {
-  if (received.type !== 'event') throw new Error('expected a topic event, got a reset')
-  return received.id
-}
-
-async function until (condition: () => boolean, ms: number, what: string): Promise<void> {
-  await within((async () => { while (!condition()) await sleep(5) })(), ms, what)
 }
 
 // ---- a redis-server of our own ----
@@ -266,118 +240,6 @@ async function startProxy (t: Test, target: number): Promise<Proxy> {
     },
     restore () { refusing = false }
   }
-}
-
-// ---- instances and clients ----
-
-async function instance (t: Test, url: string, ns: string, options: Partial<RedisBrokerOptions> = {}): Promise<Instance> {
-  const broker = redisBroker({ url, namespace: ns, commandTimeout: COMMAND_TIMEOUT, ...options })
-  const app = Fastify({ logger: false })
-  await app.register(fastifySse, { heartbeat: 0, broker })
-  await app.register(fastifyWs, { heartbeat: 0, broker })
-  const lobby = app.realtime.topic('lobby', { contract: chat })
-  const other = app.realtime.topic('other', { contract: chat })
-  const sseSubscribed: Promise<void>[] = []
-  const wsSubscribed: Promise<void>[] = []
-  app.get('/sse', (request, reply) => { sseSubscribed.push(reply.sse().subscribe(lobby)) })
-  app.ws('/ws', {
-    contract: chat,
-    authenticate: false,
-    onOpen (conn) {
-      const { after } = conn.request.query as { after?: string }
-      wsSubscribed.push(conn.subscribe(lobby, after === undefined ? undefined : { after }))
-    }
-  })
-  await app.ready()
-  let closing: Promise<void> | undefined
-  const close = (): Promise<void> => {
-    closing ??= within((async () => {
-      await app.close()
-      await broker.close()
-    })(), 5000, 'app.close() and broker.close()')
-    return closing
-  }
-  t.teardown(close)
-  return { app, broker, lobby, other, sseSubscribed, wsSubscribed, close }
-}
-
-function sseClient (sse: InjectedSSE): Client {
-  let ended = false
-  sse.ended.then(() => { ended = true }, () => {})
-  const toReceived = (event: { event: string, data: string, id: string | undefined }): Received =>
-    event.event === 'realtime.reset'
-      ? { type: 'reset' }
-      : { type: 'event', id: event.id as string, event: event.event, data: event.data }
-  return {
-    async next () { return toReceived(await sse.next()) },
-    async leave () {
-      await sse.close()
-      const rest: Received[] = []
-      for (;;) {
-        try { rest.push(toReceived(await sse.next())) } catch { return rest }
-      }
-    },
-    get ended () { return ended }
-  }
-}
-
-function wsClient (ws: ConnectedWS): Client {
-  let ended = false
-  ws.closed.then(() => { ended = true }, () => {})
-  const toReceived = (frame: Record<string, unknown>): Received =>
-    frame.type === 'reset'
-      ? { type: 'reset' }
-      : { type: 'event', id: frame.id as string, event: frame.event as string, data: JSON.stringify(frame.data) }
-  return {
-    async next () {
-      for (;;) {
-        const frame = await ws.nextFrame()
-        if (frame.type === 'event' || frame.type === 'reset') return toReceived(frame)
-      }
-    },
-    async leave () {
-      await within(ws.close(), 3000, 'the WebSocket close')
-      const rest: Received[] = []
-      for (;;) {
-        try { rest.push(toReceived(await ws.nextFrame())) } catch { return rest }
-      }
-    },
-    get ended () { return ended }
-  }
-}
-
-/** `timeout`: how long each read may wait (a hang detector). */
-async function openSse (inst: Instance, lastEventId?: string, timeout = 5000): Promise<Client> {
-  const index = inst.sseSubscribed.length
-  const sse = await injectSSE(inst.app, { url: '/sse', lastEventId, timeout })
-  await until(() => inst.sseSubscribed.length > index, 3000, 'the SSE subscription')
-  await within(inst.sseSubscribed[index] as Promise<void>, 3000, 'stream.subscribe()')
-  return sseClient(sse)
-}
-
-async function openWs (inst: Instance, after?: string, timeout = 5000): Promise<Client> {
-  const index = inst.wsSubscribed.length
-  const ws = await connectWS(inst.app, after === undefined ? '/ws' : `/ws?after=${encodeURIComponent(after)}`, { timeout })
-  await until(() => inst.wsSubscribed.length > index, 3000, 'the WebSocket subscription')
-  await within(inst.wsSubscribed[index] as Promise<void>, 3000, 'conn.subscribe()')
-  return wsClient(ws)
-}
-
-const transports = { sse: openSse, ws: openWs } as const
-
-/** Reads topic events until the one with id `last` (a reset fails); every read has the client's timeout. */
-async function readEventsUntil (client: Client, last: string, max: number): Promise<Array<{ id: string, data: string }>> {
-  const events: Array<{ id: string, data: string }> = []
-  while (events.at(-1)?.id !== last) {
-    if (events.length > max) throw new Error(`read ${events.length} events without seeing ${last}`)
-    const received = await client.next()
-    events.push({ id: idOf(received), data: (received as { data: string }).data })
-  }
-  return events
-}
-
-async function readUntil (client: Client, last: string, max: number): Promise<string[]> {
-  return (await readEventsUntil(client, last, max)).map((event) => event.id)
 }
 
 /** Publishes until the broker takes the event (each attempt its own data); bounded. */

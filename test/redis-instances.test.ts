@@ -6,48 +6,13 @@ import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
-import { Type } from '@sinclair/typebox'
-import { defineContract, fastifySse, fastifyWs, type Broker, type Topic } from '../lib/index.js'
-import { redisBroker, type RedisBrokerOptions } from '../lib/redis.js'
-import { connectWS, injectSSE, type ConnectedWS, type InjectedSSE } from '../lib/testing.js'
+import { fastifySse, fastifyWs } from '../lib/index.js'
+import { redisBroker } from '../lib/redis.js'
+import { injectSSE } from '../lib/testing.js'
+import { chat, idOf, instance, openSse, openWs, readUntil, sseClient, transports, until, type Client, type Instance } from './redis-harness.js'
 import { deferred, sleep, within } from './ws-helpers.js'
 
 const REDIS_URL = process.env.REDIS_URL
-
-const chat = defineContract({
-  events: { message: Type.Object({ n: Type.Number(), from: Type.String() }) }
-})
-
-type ChatTopic = Topic<typeof chat>
-
-/** A topic event or a reset, as either transport's client saw it. */
-type Received =
-  | { type: 'event', id: string, event: string, data: string }
-  | { type: 'reset' }
-
-/** A subscribed client of either transport. */
-interface Client {
-  /** The next topic event or reset. */
-  next (): Promise<Received>
-  /** Leaves like a client that goes away; returns what had arrived but was not read yet. */
-  leave (): Promise<Received[]>
-  /** True once the server ended the connection. */
-  readonly ended: boolean
-}
-
-/** One Fastify instance with fastifySse and fastifyWs on its own redisBroker. */
-interface Instance {
-  app: FastifyInstance
-  broker: Broker
-  lobby: ChatTopic
-  other: ChatTopic
-  /** The promises of every stream.subscribe() the SSE route made, in order. */
-  sseSubscribed: Promise<void>[]
-  /** The promises of every conn.subscribe() the WS route made, in order. */
-  wsSubscribed: Promise<void>[]
-  /** app.close(), then broker.close(); idempotent, bounded by a hang detector. */
-  close (): Promise<void>
-}
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
 const escaped: unknown[] = []
@@ -63,133 +28,8 @@ function compareIds (a: string, b: string): number {
   return am === bm ? as - bs : am - bm
 }
 
-function idOf (received: Received): string {
-  if (received.type !== 'event') throw new Error('expected a topic event, got a reset')
-  return received.id
-}
-
 function isIncreasing (ids: string[]): boolean {
   return ids.every((id, i) => i === 0 || compareIds(ids[i - 1] as string, id) < 0)
-}
-
-/** Polls `condition` until it holds; rejects after `ms` (a hang detector). */
-async function until (condition: () => boolean, ms: number, what: string): Promise<void> {
-  await within((async () => { while (!condition()) await sleep(5) })(), ms, what)
-}
-
-/**
- * Registers fastifySse and fastifyWs with one redisBroker (passed in, so the test closes it):
- * GET /sse subscribes to `lobby` (resuming after Last-Event-ID), WS /ws subscribes to `lobby` in
- * onOpen, resuming after the `after` query parameter when there is one.
- */
-async function instance (t: Test, url: string, ns: string, options: Partial<RedisBrokerOptions> = {}): Promise<Instance> {
-  const broker = redisBroker({ url, namespace: ns, ...options })
-  const app = Fastify({ logger: false })
-  await app.register(fastifySse, { heartbeat: 0, broker })
-  await app.register(fastifyWs, { heartbeat: 0, broker })
-  const lobby = app.realtime.topic('lobby', { contract: chat })
-  const other = app.realtime.topic('other', { contract: chat })
-  const sseSubscribed: Promise<void>[] = []
-  const wsSubscribed: Promise<void>[] = []
-  app.get('/sse', (request, reply) => { sseSubscribed.push(reply.sse().subscribe(lobby)) })
-  app.ws('/ws', {
-    contract: chat,
-    authenticate: false,
-    onOpen (conn) {
-      const { after } = conn.request.query as { after?: string }
-      wsSubscribed.push(conn.subscribe(lobby, after === undefined ? undefined : { after }))
-    }
-  })
-  await app.ready()
-  let closing: Promise<void> | undefined
-  const close = (): Promise<void> => {
-    closing ??= within((async () => {
-      await app.close()
-      await broker.close()
-    })(), 5000, 'app.close() and broker.close()')
-    return closing
-  }
-  t.teardown(close)
-  return { app, broker, lobby, other, sseSubscribed, wsSubscribed, close }
-}
-
-function sseClient (sse: InjectedSSE): Client {
-  let ended = false
-  sse.ended.then(() => { ended = true }, () => {})
-  const toReceived = (event: { event: string, data: string, id: string | undefined }): Received =>
-    event.event === 'realtime.reset'
-      ? { type: 'reset' }
-      : { type: 'event', id: event.id as string, event: event.event, data: event.data }
-  return {
-    async next () { return toReceived(await sse.next()) },
-    async leave () {
-      await sse.close()
-      const rest: Received[] = []
-      // next() hands out what was already parsed, then rejects: the stream has ended.
-      for (;;) {
-        try { rest.push(toReceived(await sse.next())) } catch { return rest }
-      }
-    },
-    get ended () { return ended }
-  }
-}
-
-function wsClient (ws: ConnectedWS): Client {
-  let ended = false
-  ws.closed.then(() => { ended = true }, () => {})
-  const toReceived = (frame: Record<string, unknown>): Received =>
-    frame.type === 'reset'
-      ? { type: 'reset' }
-      : { type: 'event', id: frame.id as string, event: frame.event as string, data: JSON.stringify(frame.data) }
-  return {
-    async next () {
-      for (;;) {
-        const frame = await ws.nextFrame()
-        if (frame.type === 'event' || frame.type === 'reset') return toReceived(frame)
-      }
-    },
-    async leave () {
-      await within(ws.close(), 3000, 'the WebSocket close')
-      const rest: Received[] = []
-      for (;;) {
-        try { rest.push(toReceived(await ws.nextFrame())) } catch { return rest }
-      }
-    },
-    get ended () { return ended }
-  }
-}
-
-/** An SSE client of /sse, resuming after `lastEventId` when given; resolves once subscribe() has resolved (replay written, live). */
-async function openSse (inst: Instance, lastEventId?: string): Promise<Client> {
-  const index = inst.sseSubscribed.length
-  const sse = await injectSSE(inst.app, { url: '/sse', lastEventId })
-  await until(() => inst.sseSubscribed.length > index, 3000, 'the SSE subscription')
-  await within(inst.sseSubscribed[index] as Promise<void>, 3000, 'stream.subscribe()')
-  return sseClient(sse)
-}
-
-/** A WebSocket client of /ws, resuming after `after` when given; resolves once conn.subscribe() has resolved (replay queued, live). */
-async function openWs (inst: Instance, after?: string): Promise<Client> {
-  const index = inst.wsSubscribed.length
-  const ws = await connectWS(inst.app, after === undefined ? '/ws' : `/ws?after=${encodeURIComponent(after)}`)
-  await until(() => inst.wsSubscribed.length > index, 3000, 'the WebSocket subscription')
-  await within(inst.wsSubscribed[index] as Promise<void>, 3000, 'conn.subscribe()')
-  return wsClient(ws)
-}
-
-const transports = {
-  sse: openSse,
-  ws: openWs
-} as const
-
-/** Reads from a client until `last` arrives; every read is bounded by the client's own timeout. */
-async function readUntil (client: Client, last: string, max: number): Promise<string[]> {
-  const ids: string[] = []
-  while (ids.at(-1) !== last) {
-    if (ids.length > max) throw new Error(`read ${ids.length} events without seeing ${last}`)
-    ids.push(idOf(await client.next()))
-  }
-  return ids
 }
 
 /** How many connections to Redis carry this client name. */
