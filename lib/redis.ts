@@ -6,7 +6,7 @@ import { Redis } from 'ioredis'
 import { FRT_ERR_BROKER_UNAVAILABLE, FRT_ERR_INVALID_OPTION } from './errors.js'
 import type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
 import { parseEventId } from './hub/event-id.js'
-import { positiveInteger } from './hub/memory-broker.js'
+import { positiveInteger } from './options.js'
 
 export type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
 

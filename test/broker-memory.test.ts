@@ -3,7 +3,8 @@ import t, { type Test } from 'tap'
 import fc from 'fast-check'
 import type { BrokerEvent } from '../lib/hub/broker.js'
 import { compareEventIds, formatEventId, parseEventId } from '../lib/hub/event-id.js'
-import { memoryBroker, positiveInteger } from '../lib/hub/memory-broker.js'
+import { memoryBroker } from '../lib/hub/memory-broker.js'
+import { positiveInteger } from '../lib/options.js'
 
 const MAX = Number.MAX_SAFE_INTEGER
 

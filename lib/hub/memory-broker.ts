@@ -1,4 +1,5 @@
-import { FRT_ERR_BROKER_UNAVAILABLE, FRT_ERR_INVALID_OPTION } from '../errors.js'
+import { FRT_ERR_BROKER_UNAVAILABLE } from '../errors.js'
+import { positiveInteger } from '../options.js'
 import type { Broker, BrokerEvent, BrokerListener } from './broker.js'
 import { compareEventIds, parseEventId, type EventIdParts } from './event-id.js'
 
@@ -36,15 +37,6 @@ class LogEntry implements BrokerEvent, EventIdParts {
     this.event = event
     this.data = data
   }
-}
-
-/** Normalizes a positive integer option (or undefined when absent and allowed). @internal */
-export function positiveInteger (name: string, value: unknown, fallback: number | undefined): number | undefined {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new FRT_ERR_INVALID_OPTION(name, `expected a positive integer, got ${String(value)}`)
-  }
-  return value
 }
 
 class MemoryBroker implements Broker {

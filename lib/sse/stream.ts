@@ -9,6 +9,7 @@ import {
   type EventName
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
+import { optionalInteger } from '../options.js'
 import type { BrokerEvent } from '../hub/broker.js'
 import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
@@ -134,14 +135,6 @@ function readLastEventId (request: FastifyRequest): string | undefined {
   let value: unknown = request.headers['last-event-id']
   if (value === undefined) value = Object(request.query).lastEventId
   if (typeof value !== 'string' || value.length > MAX_LAST_EVENT_ID) return undefined
-  return value
-}
-
-function optionalInteger (name: string, value: unknown, min: number): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new FRT_ERR_INVALID_OPTION(name, `expected an integer >= ${min}, got ${String(value)}`)
-  }
   return value
 }
 

@@ -22,7 +22,7 @@ import {
 } from '../errors.js'
 import type { Broker } from '../hub/broker.js'
 import { attachHub } from '../hub/attach.js'
-import { positiveInteger } from '../hub/memory-broker.js'
+import { positiveInteger } from '../options.js'
 import {
   authenticated,
   originAllowed,
