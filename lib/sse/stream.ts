@@ -1,4 +1,5 @@
-import type { ServerResponse } from 'node:http'
+import { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Http2ServerResponse } from 'node:http2'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import {
@@ -12,6 +13,7 @@ import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import { optionalInteger } from '../options.js'
 import type { BrokerEvent } from '../hub/broker.js'
 import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
+import { corkForTick, flushLargeCork, type Corkable } from '../hub/cork.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import { assertField, frameComment, frameEvent, frameRetry } from './framing.js'
@@ -91,14 +93,36 @@ export interface SseHost {
 }
 
 const MAX_LAST_EVENT_ID = 256
-const RESET_FRAME = Buffer.from(frameEvent('realtime.reset', '{}'))
-const HEARTBEAT_FRAME = Buffer.from(':\n\n')
+const RESET_FRAME = frameEvent('realtime.reset', '{}')
+const HEARTBEAT_CHUNK = chunk(':\n\n')
 const SOURCE_ERROR_MESSAGE = 'The event source failed.'
 const SOURCE_YIELD_EVERY = 64
 
+/**
+ * An SSE frame as one HTTP/1.1 chunk (`<size hex>CRLF<frame>CRLF`), the form written to every
+ * HTTP/1.1 stream; other streams write the frame inside it (see {@link chunkBody}). @internal
+ */
+export function chunk (frame: string): Buffer {
+  const size = Buffer.byteLength(frame)
+  const head = size.toString(16)
+  const buffer = Buffer.allocUnsafe(head.length + size + 4)
+  let at = buffer.write(head, 0, 'latin1')
+  buffer[at++] = 13
+  buffer[at++] = 10
+  at += buffer.write(frame, at, 'utf8')
+  buffer[at++] = 13
+  buffer[at] = 10
+  return buffer
+}
+
+/** The frame inside a chunk made by {@link chunk}. @internal */
+export function chunkBody (buffer: Buffer): Buffer {
+  return buffer.subarray(buffer.indexOf(10) + 1, buffer.length - 2)
+}
+
 /** Frames a topic event for SSE, once per event whatever the number of streams. @internal */
 export function encodeSseEvent (event: BrokerEvent): Buffer {
-  return Buffer.from(frameEvent(event.event, event.data, event.id))
+  return chunk(frameEvent(event.event, event.data, event.id))
 }
 
 /** One heartbeat timer per interval, shared by every stream that uses it. @internal */
@@ -158,7 +182,7 @@ function abortRequestSignal (request: FastifyRequest): void {
 }
 
 /** @internal */
-export class SseStreamImpl implements Sink {
+export class SseStreamImpl implements Sink, Corkable {
   readonly lastEventId: string | undefined
   readonly maxBufferedBytes: number
   private readonly raw: ServerResponse | Http2ServerResponse
@@ -169,6 +193,9 @@ export class SseStreamImpl implements Sink {
   private readonly heartbeatInterval: number
   isOpen = true
   congested = false
+  corked = false
+  // Set when frames go straight to the socket as pre-built HTTP/1.1 chunks, bypassing res.write().
+  private socket: Socket | undefined
   private pendingBytes = 0
   private drainWaiters: (() => void)[] | undefined
   private subscriptions: Subscription[] | undefined
@@ -210,6 +237,15 @@ export class SseStreamImpl implements Sink {
     // Commit the status line and headers now, so the client's `open` fires before any event.
     if (retry === undefined) raw.flushHeaders()
     else raw.write(frameRetry(retry))
+    // An HTTP/1.1 response whose head went out on its own socket, through Node's own write(), can
+    // take the shared chunks as they are: one socket write per frame, and one chunk built per event
+    // for all streams. Anything else (HTTP/2, HTTP/1.0, a response queued behind another on a
+    // pipelined connection, a wrapped write) goes through res.write().
+    const socket = raw.socket as (Socket & { _httpMessage?: unknown }) | null
+    if (raw instanceof ServerResponse && raw.chunkedEncoding && raw.write === ServerResponse.prototype.write &&
+      socket !== null && socket._httpMessage === raw && raw.writableLength === socket.writableLength) {
+      this.socket = socket
+    }
     host.open.add(this)
     if (heartbeat > 0) host.heartbeats.add(heartbeat, this)
   }
@@ -223,11 +259,11 @@ export class SseStreamImpl implements Sink {
       assertField('event', event)
       text = typeof data === 'string' ? data : serializeJson(event, data)
     }
-    return this.write(frameEvent(event, text, options?.id, options?.retry))
+    return this.writeText(frameEvent(event, text, options?.id, options?.retry))
   }
 
   comment (text: string): boolean {
-    return this.write(frameComment(text))
+    return this.writeText(frameComment(text))
   }
 
   subscribe (topics: AnyTopic | readonly AnyTopic[]): Promise<void> {
@@ -266,25 +302,39 @@ export class SseStreamImpl implements Sink {
     return this.closedPromise
   }
 
-  /** Writes a frame, tracking unsent bytes; cuts the stream past maxBufferedBytes. @internal */
-  write (chunk: Buffer | string): boolean {
+  /** Writes a chunk made by {@link chunk}, tracking unsent bytes; cuts the stream past maxBufferedBytes. @internal */
+  write (frame: Buffer): boolean {
     if (!this.isOpen) return false
-    const flushed = (this.raw as ServerResponse).write(chunk)
+    const socket = this.socket
+    let flushed: boolean
+    if (socket !== undefined) {
+      corkForTick(this, socket)
+      flushed = socket.write(frame)
+      flushLargeCork(this, socket)
+    } else {
+      flushed = (this.raw as ServerResponse).write(chunkBody(frame))
+    }
     if (!flushed || this.congested) {
       if (!this.congested) {
         this.congested = true
-        this.raw.once('drain', this.onDrain)
+        ;(socket ?? this.raw).once('drain', this.onDrain)
       }
-      this.pendingBytes += chunk.length
+      this.pendingBytes += frame.length
       if (this.pendingBytes > this.maxBufferedBytes) this.cutSlowConsumer()
     }
     return true
   }
 
+  /** Writes a frame given as text. */
+  private writeText (frame: string): boolean {
+    if (!this.isOpen) return false
+    return this.write(chunk(frame))
+  }
+
   /** @internal */
   heartbeat (): void {
     // A congested stream already has bytes in flight; a heartbeat would only add to them.
-    if (!this.congested) this.write(HEARTBEAT_FRAME)
+    if (!this.congested) this.write(HEARTBEAT_CHUNK)
   }
 
   /** Closes a consumer that does not read: destroying the socket frees its buffer at once. @internal */
@@ -301,7 +351,7 @@ export class SseStreamImpl implements Sink {
     if (!this.isOpen) return
     this.log.error({ err }, 'fastify-realtime: SSE source failed; the stream was ended')
     const { code, message } = clientError(err, 'SOURCE_ERROR', SOURCE_ERROR_MESSAGE)
-    this.write(frameEvent('realtime.error', JSON.stringify({ code, message })))
+    this.writeText(frameEvent('realtime.error', JSON.stringify({ code, message })))
     this.close()
   }
 
@@ -355,7 +405,7 @@ export class SseStreamImpl implements Sink {
     }
     const { event, data, id, retry } = item as { event?: string, data: unknown, id?: string, retry?: number }
     if (this.compiled === undefined && event === undefined) {
-      this.write(frameEvent(undefined, typeof data === 'string' ? data : serializeJson('message', data), id, retry))
+      this.writeText(frameEvent(undefined, typeof data === 'string' ? data : serializeJson('message', data), id, retry))
       return
     }
     this.send(event as string, data, { id, retry })
@@ -372,7 +422,7 @@ export class SseStreamImpl implements Sink {
 
   /** @internal */
   reset (): void {
-    this.write(RESET_FRAME)
+    this.writeText(RESET_FRAME)
   }
 
   /** Resume cannot be answered now; closing lets the client come back with the same Last-Event-ID. @internal */
@@ -407,6 +457,7 @@ export class SseStreamImpl implements Sink {
     this.isOpen = false
     const raw = this.raw as ServerResponse
     raw.removeListener('drain', this.onDrain)
+    this.socket?.removeListener('drain', this.onDrain)
     this.request.raw.removeListener('error', this.onGone)
     this.host.open.delete(this)
     if (this.heartbeatInterval > 0) this.host.heartbeats.remove(this.heartbeatInterval, this)

@@ -14,6 +14,7 @@ import {
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import type { BrokerEvent } from '../hub/broker.js'
 import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
+import { corkForTick, flushLargeCork, type Corkable } from '../hub/cork.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import type { Authenticated } from './auth.js'
@@ -99,9 +100,38 @@ const BAD_MESSAGES_BEFORE_CLOSE = 10
 const MAX_TIMER = 2 ** 31 - 1
 const HANDLER_ERROR_MESSAGE = 'The handler failed.'
 
-/** Frames a topic event for WebSocket, once per event whatever the number of connections. @internal */
+/** A complete server-to-client text frame (FIN, unmasked) around a payload. @internal */
+export function textFrame (payload: string): Buffer {
+  const size = Buffer.byteLength(payload)
+  const head = size < 126 ? 2 : size < 65536 ? 4 : 10
+  const frame = Buffer.allocUnsafe(head + size)
+  frame[0] = 0x81
+  if (size < 126) {
+    frame[1] = size
+  } else if (size < 65536) {
+    frame[1] = 126
+    frame.writeUInt16BE(size, 2)
+  } else {
+    frame[1] = 127
+    frame.writeUInt32BE(Math.floor(size / 2 ** 32), 2)
+    frame.writeUInt32BE(size >>> 0, 6)
+  }
+  frame.write(payload, head, 'utf8')
+  return frame
+}
+
+/** The payload of a frame made by {@link textFrame}. @internal */
+export function framePayload (frame: Buffer): Buffer {
+  const length = (frame[1] as number) & 0x7f
+  return frame.subarray(length < 126 ? 2 : length === 126 ? 4 : 10)
+}
+
+/**
+ * Frames a topic event for WebSocket once per event, whatever the number of connections: the
+ * whole wire frame, written as it is to every connection that can take it. @internal
+ */
 export function encodeWsEvent (event: BrokerEvent): Buffer {
-  return Buffer.from(frameTopicEvent(event.topic, event.id, event.event, event.data))
+  return textFrame(frameTopicEvent(event.topic, event.id, event.event, event.data))
 }
 
 // ws keeps the RFC 6455 close code of a protocol error under this symbol.
@@ -127,17 +157,20 @@ function isPromise (value: unknown): value is Promise<unknown> {
 }
 
 /** @internal */
-export class ConnectionImpl implements Sink {
+export class ConnectionImpl implements Sink, Corkable {
   readonly id = randomUUID()
   readonly user: RealtimeUser
   readonly request: FastifyRequest
   readonly log: FastifyBaseLogger
   readonly maxBufferedBytes: number
   isOpen = true
+  corked = false
   /** Cleared at each heartbeat ping, set by any pong or message. @internal */
   alive = true
   private readonly socket: WebSocket
   private readonly tcp: Socket
+  // No extension negotiated: pre-built frames may go straight to the socket, in order with ws's own.
+  private readonly plain: boolean
   private readonly route: WsRouteSettings
   private readonly host: WsHost
   // Messages waiting for the one in progress, as [data, rateLimited] pairs: answers keep arrival order.
@@ -158,6 +191,7 @@ export class ConnectionImpl implements Sink {
   constructor (socket: WebSocket, request: FastifyRequest, auth: Authenticated | null, route: WsRouteSettings, host: WsHost) {
     this.socket = socket
     this.tcp = (socket as unknown as { _socket: Socket })._socket
+    this.plain = socket.extensions === ''
     this.request = request
     this.log = request.log
     this.user = auth?.user as RealtimeUser
@@ -177,7 +211,7 @@ export class ConnectionImpl implements Sink {
 
   send (event: string, data: unknown): boolean {
     if (!this.isOpen) return false
-    this.write(frameEvent(event, serializeEventData(this.route.compiled, event, data)))
+    this.writeText(frameEvent(event, serializeEventData(this.route.compiled, event, data)))
     return true
   }
 
@@ -219,10 +253,27 @@ export class ConnectionImpl implements Sink {
     return this.tcp.writableNeedDrain
   }
 
-  /** Sends one frame (text); closes a consumer whose unsent bytes pass maxBufferedBytes. @internal */
-  write (frame: Buffer | string): void {
+  /**
+   * Writes a frame made by {@link textFrame}: as it is, to the socket, when no extension is in use;
+   * through ws otherwise. Closes a consumer whose unsent bytes pass maxBufferedBytes. @internal
+   */
+  write (frame: Buffer): void {
     if (!this.isOpen) return
-    this.socket.send(frame, { binary: false })
+    const tcp = this.tcp
+    corkForTick(this, tcp)
+    if (this.plain && this.socket.readyState === 1) tcp.write(frame)
+    else this.socket.send(framePayload(frame), { binary: false })
+    flushLargeCork(this, tcp)
+    if (this.socket.bufferedAmount > this.maxBufferedBytes) this.cutSlowConsumer()
+  }
+
+  /** Sends a text message through ws (replies, errors, conn.send), batched with the tick's other writes. */
+  private writeText (text: string): void {
+    if (!this.isOpen) return
+    const tcp = this.tcp
+    corkForTick(this, tcp)
+    this.socket.send(text, { binary: false })
+    flushLargeCork(this, tcp)
     if (this.socket.bufferedAmount > this.maxBufferedBytes) this.cutSlowConsumer()
   }
 
@@ -245,7 +296,7 @@ export class ConnectionImpl implements Sink {
   }
 
   reset (topics: string[]): void {
-    for (const topic of topics) this.write(frameReset(topic))
+    for (const topic of topics) this.writeText(frameReset(topic))
   }
 
   historyFailed (err: unknown): void {
@@ -378,7 +429,7 @@ export class ConnectionImpl implements Sink {
     const message = parseMessage(data.toString())
     if (limited) {
       const limit = this.route.rateLimit as { messages: number, intervalMs: number }
-      this.write(frameError(message.id, 'RATE_LIMITED', `Too many messages: at most ${limit.messages} per ${limit.intervalMs} ms.`))
+      this.writeText(frameError(message.id, 'RATE_LIMITED', `Too many messages: at most ${limit.messages} per ${limit.intervalMs} ms.`))
       return undefined
     }
     if (message instanceof ProtocolError) return this.badMessage(message.id, message.code, message.message)
@@ -404,7 +455,7 @@ export class ConnectionImpl implements Sink {
   }
 
   private badMessage (id: MessageId | undefined, code: WsErrorCode, message: string, details?: ValidationDetail[]): undefined {
-    this.write(frameError(id, code, message, details))
+    this.writeText(frameError(id, code, message, details))
     if (++this.badInARow >= BAD_MESSAGES_BEFORE_CLOSE) this.closeWith(4400, 'too many bad messages')
     return undefined
   }
@@ -420,13 +471,13 @@ export class ConnectionImpl implements Sink {
     } catch (err) {
       return this.handlerFailed(message, err)
     }
-    this.write(frameReply(message.id, json))
+    this.writeText(frameReply(message.id, json))
   }
 
   private handlerFailed (message: InboundMessage, err: unknown): void {
     this.log.error({ err, messageType: message.type }, 'fastify-realtime: a WebSocket message handler failed')
     const { code, message: text } = clientError(err, 'HANDLER_ERROR', HANDLER_ERROR_MESSAGE)
-    this.write(frameError(message.id, code, text))
+    this.writeText(frameError(message.id, code, text))
   }
 
   private scheduleExpiry (): void {
