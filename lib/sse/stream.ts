@@ -197,6 +197,7 @@ export class SseStreamImpl implements Sink, Corkable {
   // Set when frames go straight to the socket as pre-built HTTP/1.1 chunks, bypassing res.write().
   private socket: Socket | undefined
   private pendingBytes = 0
+  private onDrain: (() => void) | undefined
   private drainWaiters: (() => void)[] | undefined
   private subscriptions: Subscription[] | undefined
   private controller: AbortController | undefined
@@ -274,8 +275,8 @@ export class SseStreamImpl implements Sink, Corkable {
     if (!this.isOpen) return Promise.resolve()
     const names = [...new Set(list.map((topic) => topic.name))]
     const subscription = new Subscription(this.host.hub, this, names, encodeSseEvent)
-    this.subscriptions ??= []
-    this.subscriptions.push(subscription)
+    // Sized to fit: an array that grows by push() reserves room for 16 more, for every stream.
+    this.subscriptions = this.subscriptions === undefined ? [subscription] : [...this.subscriptions, subscription]
     return subscription.start(this.lastEventId)
   }
 
@@ -317,6 +318,12 @@ export class SseStreamImpl implements Sink, Corkable {
     if (!flushed || this.congested) {
       if (!this.congested) {
         this.congested = true
+        // Made on first need: most streams never wait for a drain.
+        this.onDrain ??= () => {
+          this.congested = false
+          this.pendingBytes = 0
+          this.releaseDrainWaiters()
+        }
         ;(socket ?? this.raw).once('drain', this.onDrain)
       }
       this.pendingBytes += frame.length
@@ -431,12 +438,6 @@ export class SseStreamImpl implements Sink, Corkable {
     this.close()
   }
 
-  private readonly onDrain = (): void => {
-    this.congested = false
-    this.pendingBytes = 0
-    this.releaseDrainWaiters()
-  }
-
   private readonly onGone = (): void => {
     // A request 'error' is the client leaving mid-upload, or an aborted inject(); a response
     // 'close' or 'error' is the connection ending. Either way the stream is over.
@@ -456,8 +457,10 @@ export class SseStreamImpl implements Sink, Corkable {
   private finish (): void {
     this.isOpen = false
     const raw = this.raw as ServerResponse
-    raw.removeListener('drain', this.onDrain)
-    this.socket?.removeListener('drain', this.onDrain)
+    if (this.onDrain !== undefined) {
+      raw.removeListener('drain', this.onDrain)
+      this.socket?.removeListener('drain', this.onDrain)
+    }
     this.request.raw.removeListener('error', this.onGone)
     this.host.open.delete(this)
     if (this.heartbeatInterval > 0) this.host.heartbeats.remove(this.heartbeatInterval, this)

@@ -97,6 +97,17 @@ export interface WsHost {
 }
 
 const BAD_MESSAGES_BEFORE_CLOSE = 10
+const kConnection = Symbol('fastify-realtime.connection')
+/** A ws socket that knows its connection. */
+type Owned = WebSocket & { [kConnection]: ConnectionImpl }
+
+/**
+ * A random UUID as a flat string: randomUUID() returns a rope of a dozen pieces, over 400 bytes
+ * for as long as the connection lives, where a flat copy takes 56.
+ */
+function flatId (): string {
+  return Buffer.from(randomUUID(), 'latin1').toString('latin1')
+}
 const MAX_TIMER = 2 ** 31 - 1
 const HANDLER_ERROR_MESSAGE = 'The handler failed.'
 
@@ -158,7 +169,7 @@ function isPromise (value: unknown): value is Promise<unknown> {
 
 /** @internal */
 export class ConnectionImpl implements Sink, Corkable {
-  readonly id = randomUUID()
+  readonly id = flatId()
   readonly user: RealtimeUser
   readonly request: FastifyRequest
   readonly log: FastifyBaseLogger
@@ -185,6 +196,7 @@ export class ConnectionImpl implements Sink, Corkable {
   private subscriptions: Map<string, Subscription> | undefined
   private expiryTimer: NodeJS.Timeout | undefined
   private drainWaiters: (() => void)[] | undefined
+  private onDrain: (() => void) | undefined
   private controller: AbortController | undefined
   private readonly expiresAt: number | undefined
 
@@ -199,11 +211,13 @@ export class ConnectionImpl implements Sink, Corkable {
     this.route = route
     this.host = host
     this.maxBufferedBytes = route.maxBufferedBytes
-    socket.on('message', this.onMessage)
-    socket.on('close', this.onSocketClose)
-    socket.on('error', this.onSocketError)
-    socket.on('pong', this.onPong)
-    socket.on('ping', this.onPing)
+    // Listeners shared by every connection (no closures per connection): ws calls them with the socket.
+    ;(socket as Owned)[kConnection] = this
+    socket.on('message', ConnectionImpl.onMessage)
+    socket.on('close', ConnectionImpl.onSocketClose)
+    socket.on('error', ConnectionImpl.onSocketError)
+    socket.on('pong', ConnectionImpl.onPong)
+    socket.on('ping', ConnectionImpl.onPing)
     host.open.add(this)
     if (this.expiresAt !== undefined) this.scheduleExpiry()
     if (route.onOpen !== undefined) this.open(route.onOpen)
@@ -282,7 +296,8 @@ export class ConnectionImpl implements Sink, Corkable {
     return new Promise((resolve) => {
       if (this.drainWaiters === undefined) {
         this.drainWaiters = []
-        this.tcp.once('drain', this.releaseDrainWaiters)
+        this.onDrain ??= () => { this.releaseDrainWaiters() }
+        this.tcp.once('drain', this.onDrain)
       }
       this.drainWaiters.push(resolve)
     })
@@ -359,7 +374,11 @@ export class ConnectionImpl implements Sink, Corkable {
     this.closeWith(1011, 'server error')
   }
 
-  private readonly onMessage = (data: Buffer, isBinary: boolean): void => {
+  private static onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
+    (this as Owned)[kConnection].message(data, isBinary)
+  }
+
+  private message (data: Buffer, isBinary: boolean): void {
     if (!this.isOpen) return
     this.alive = true
     if (isBinary) return this.closeWith(1003, 'binary frames are not accepted')
@@ -376,13 +395,14 @@ export class ConnectionImpl implements Sink, Corkable {
     this.process(data, limited)
   }
 
-  private readonly onPing = (): void => {
-    this.alive = true
-    this.countForRateLimit()
+  private static onPing (this: WebSocket): void {
+    const conn = (this as Owned)[kConnection]
+    conn.alive = true
+    conn.countForRateLimit()
   }
 
-  private readonly onPong = (): void => {
-    this.alive = true
+  private static onPong (this: WebSocket): void {
+    (this as Owned)[kConnection].alive = true
   }
 
   /** Counts one message: false when allowed, true when over the limit, undefined when the connection was closed for abuse. */
@@ -490,20 +510,26 @@ export class ConnectionImpl implements Sink, Corkable {
     this.expiryTimer.unref()
   }
 
-  private readonly onSocketError = (err: Error): void => {
+  private static onSocketError (this: WebSocket, err: Error): void {
+    const conn = (this as Owned)[kConnection]
     // ws closes the socket itself after a protocol error (1002, 1007, 1009): report that code.
-    this.serverCode ??= statusCodeOf(err)
-    this.log.debug({ err }, 'fastify-realtime: WebSocket error')
+    conn.serverCode ??= statusCodeOf(err)
+    conn.log.debug({ err }, 'fastify-realtime: WebSocket error')
   }
 
-  private readonly releaseDrainWaiters = (): void => {
+  private releaseDrainWaiters (): void {
     const waiters = this.drainWaiters
+    if (waiters === undefined) return
     this.drainWaiters = undefined
-    this.tcp.removeListener('drain', this.releaseDrainWaiters)
-    for (const resolve of waiters ?? []) resolve()
+    this.tcp.removeListener('drain', this.onDrain as () => void)
+    for (const resolve of waiters) resolve()
   }
 
-  private readonly onSocketClose = (code: number, reason: Buffer): void => {
+  private static onSocketClose (this: WebSocket, code: number, reason: Buffer): void {
+    (this as Owned)[kConnection].closed(code, reason)
+  }
+
+  private closed (code: number, reason: Buffer): void {
     this.isOpen = false
     this.host.open.delete(this)
     this.release()
