@@ -224,7 +224,7 @@ export class ConnectionImpl implements Sink, Corkable {
   }
 
   send (event: string, data: unknown): boolean {
-    if (!this.isOpen) return false
+    if (!this.writable) return false
     this.writeText(frameEvent(event, serializeEventData(this.route.compiled, event, data)))
     return true
   }
@@ -261,6 +261,15 @@ export class ConnectionImpl implements Sink, Corkable {
     return this.controller.signal
   }
 
+  /**
+   * Open, and no close frame received: once the client's close frame arrives (ws answers it and
+   * waits for the TCP end, up to its close timeout), nothing more can reach the client, and ws
+   * would count dropped frames as unsent bytes.
+   */
+  private get writable (): boolean {
+    return this.isOpen && this.socket.readyState === 1
+  }
+
   // ---- Sink, for topic subscriptions ----
 
   get congested (): boolean {
@@ -272,10 +281,10 @@ export class ConnectionImpl implements Sink, Corkable {
    * through ws otherwise. Closes a consumer whose unsent bytes pass maxBufferedBytes. @internal
    */
   write (frame: Buffer): void {
-    if (!this.isOpen) return
+    if (!this.writable) return
     const tcp = this.tcp
     corkForTick(this, tcp)
-    if (this.plain && this.socket.readyState === 1) tcp.write(frame)
+    if (this.plain) tcp.write(frame)
     else this.socket.send(framePayload(frame), { binary: false })
     flushLargeCork(this, tcp)
     if (this.socket.bufferedAmount > this.maxBufferedBytes) this.cutSlowConsumer()
@@ -283,7 +292,7 @@ export class ConnectionImpl implements Sink, Corkable {
 
   /** Sends a text message through ws (replies, errors, conn.send), batched with the tick's other writes. */
   private writeText (text: string): void {
-    if (!this.isOpen) return
+    if (!this.writable) return
     const tcp = this.tcp
     corkForTick(this, tcp)
     this.socket.send(text, { binary: false })
