@@ -141,3 +141,41 @@ t.test('a compressed frame is refused when compression is off (the default)', as
   const payload = deflateRawSync(Buffer.from('"x"')).subarray(0, -4)
   t.equal(await closeCodeFor(url, frame({ rsv: 4, opcode: Opcode.text, payload }), { 'Sec-WebSocket-Extensions': 'permessage-deflate' }), 1002)
 })
+
+/** One text message split into `count` fragments (the first a text frame, the rest continuations). */
+function fragmented (text: string, count: number): Buffer[] {
+  const data = Buffer.from(text)
+  const size = Math.ceil(data.length / count)
+  return Array.from({ length: count }, (_, i) => frame({
+    fin: i === count - 1,
+    opcode: i === 0 ? Opcode.text : 0x0,
+    payload: data.subarray(i * size, Math.min(data.length, (i + 1) * size))
+  }))
+}
+
+/** Sends the bytes from a raw peer: the first text frame the server sends back, or its close code. */
+async function answerTo (url: string, bytes: Buffer[]): Promise<string | number> {
+  const socket = await wsUpgrade(url, '/echo')
+  const frames = readFrames(socket)
+  socket.write(Buffer.concat(bytes))
+  try {
+    const received = await within(frames.next(), 3000, 'an answer')
+    return received.opcode === Opcode.close ? closePayload(received.payload).code : received.payload.toString()
+  } finally {
+    socket.destroy()
+  }
+}
+
+t.test('a message may come in 64 fragments; the 65th is a fragment flood (1008)', async (t) => {
+  const { url } = await build(t)
+  const message = JSON.stringify({ type: 'echo', id: 1, data: 'f'.repeat(200) })
+  t.same(JSON.parse(String(await answerTo(url, fragmented(message, 64)))), { type: 'reply', id: 1, data: 'f'.repeat(200) })
+  t.equal(await answerTo(url, fragmented(message, 65)), 1008)
+})
+
+t.test('a larger maxPayload allows one fragment per KiB of it', async (t) => {
+  const { url } = await build(t, { maxPayload: 256 * 1024 })
+  const message = JSON.stringify({ type: 'echo', id: 2, data: 'g'.repeat(1000) })
+  t.same(JSON.parse(String(await answerTo(url, fragmented(message, 256)))), { type: 'reply', id: 2, data: 'g'.repeat(1000) })
+  t.equal(await answerTo(url, fragmented(message, 257)), 1008)
+})

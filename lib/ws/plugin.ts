@@ -149,6 +149,10 @@ const kAuth = Symbol('fastify-realtime.ws.auth')
 const kRealtimeRoute = Symbol('fastify-realtime.ws.route')
 // How long a closing socket may take to answer the close frame before it is destroyed.
 const CLOSE_TIMEOUT = 1000
+// A message may come in fragments of 1 KiB on average, and in up to 64 whatever maxPayload: a flood
+// of tiny fragments (ws allows 16,384 by default) is cut after a few hundred bytes, not 100 KB.
+const MIN_FRAGMENT_BYTES = 1024
+const MIN_MAX_FRAGMENTS = 64
 
 function functionOption<T> (name: string, value: unknown): T | undefined {
   if (value !== undefined && typeof value !== 'function') throw new FRT_ERR_INVALID_OPTION(name, 'expected a function')
@@ -317,6 +321,7 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
   await fastify.register(fastifyWebsocket, {
     options: {
       maxPayload: settings.maxPayload,
+      maxFragments: Math.max(MIN_MAX_FRAGMENTS, Math.ceil(settings.maxPayload / MIN_FRAGMENT_BYTES)),
       perMessageDeflate: settings.perMessageDeflate,
       handleProtocols: selectProtocol,
       closeTimeout: CLOSE_TIMEOUT
