@@ -1,0 +1,159 @@
+// @ts-check
+// The server of `npm run soak` (bench/soak.mjs starts it, pinned to CPU 1, with --expose-gc): one
+// Fastify app with fastifySse and fastifyWs from the built package, driven over IPC.
+//
+//   node --expose-gc bench/soak-server.mjs [--heartbeat=0]   (0: no SSE heartbeat comment, no WS ping)
+//
+// Routes (no authentication; topics are created on first use, all with one contract):
+//   GET /sse?topic=t   a push stream subscribed to t; `: subscribed` comment once subscribe() resolved
+//   WS  /ws?topic=t    subscribes to t in onOpen; a `ready` event once subscribe() resolved
+//   WS  /echo          message `echo` (a string) replied with the same string
+// IPC requests `{ id, cmd, ...args }`, each answered with `{ id, ...result }` (or `{ id, error }`):
+//   stats { gc? }                 memory (after a full GC when asked) and the open connection counts
+//   publish { topic, count, batch }  ticks n = 0..count-1 on topic, `batch` per event-loop turn, paced
+//                                 so that no connection has more than PACE_BYTES unsent (readers that
+//                                 keep up are never cut); answers once the last one is written
+//   feed { topic, bytes, everyMs }   starts publishing `bytes`-sized events every `everyMs` ms
+//   stopFeed                      stops it
+//   close                         app.close(), then the process exits
+
+import Fastify from 'fastify'
+import { Type } from '@sinclair/typebox'
+import { defineContract, fastifySse, fastifyWs } from 'fastify-realtime'
+
+const heartbeatArg = process.argv.find((arg) => arg.startsWith('--heartbeat='))
+const heartbeat = heartbeatArg === undefined ? undefined : Number(heartbeatArg.split('=')[1])
+// Half the default maxBufferedBytes: a publisher that waits below it never makes a reader a slow consumer.
+const PACE_BYTES = 512 * 1024
+
+const contract = defineContract({
+  events: {
+    tick: Type.Object({ n: Type.Integer() }),
+    blob: Type.String(),
+    ready: Type.Object({})
+  }
+})
+const echo = defineContract({
+  messages: { echo: Type.String({ maxLength: 1024 }) },
+  replies: { echo: Type.String() }
+})
+
+const app = Fastify({ logger: false })
+await app.register(fastifySse, { heartbeat })
+await app.register(fastifyWs, { heartbeat })
+
+/** @param {unknown} name */
+function topicOf (name) {
+  return app.realtime.topic(typeof name === 'string' && name !== '' ? name : 'soak', { contract })
+}
+
+/** Sockets of open SSE streams, to pace publishing by their unsent bytes. @type {Set<import('node:net').Socket>} */
+const sseSockets = new Set()
+let sseOpen = 0
+let wsOpen = 0
+
+app.get('/sse', async (request, reply) => {
+  const stream = reply.sse({ contract })
+  const socket = reply.raw.socket
+  sseOpen++
+  if (socket !== null) sseSockets.add(socket)
+  stream.closed.then(() => {
+    sseOpen--
+    if (socket !== null) sseSockets.delete(socket)
+  })
+  await stream.subscribe(topicOf(/** @type {{ topic?: string }} */ (request.query).topic))
+  stream.comment('subscribed')
+})
+
+app.ws('/ws', {
+  contract,
+  authenticate: false,
+  async onOpen (conn) {
+    wsOpen++
+    await conn.subscribe(topicOf(/** @type {{ topic?: string }} */ (conn.request.query).topic))
+    conn.send('ready', {})
+  },
+  onClose () { wsOpen-- }
+})
+
+app.ws('/echo', {
+  contract: echo,
+  authenticate: false,
+  handlers: { echo: (text) => text }
+})
+
+const address = await app.listen({ port: 0, host: '127.0.0.1' })
+
+/** The most unsent bytes any connection has. */
+function maxUnsent () {
+  let max = 0
+  for (const socket of sseSockets) max = Math.max(max, socket.writableLength)
+  for (const ws of app.websocketServer.clients) max = Math.max(max, ws.bufferedAmount)
+  return max
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve))
+const sleep = (/** @type {number} */ ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** @type {NodeJS.Timeout | undefined} */
+let feedTimer
+
+/** @type {Record<string, (args: any) => Promise<object> | object>} */
+const commands = {
+  async stats ({ gc }) {
+    if (gc === true && typeof globalThis.gc === 'function') {
+      for (let i = 0; i < 4; i++) {
+        globalThis.gc()
+        await sleep(20)
+      }
+    }
+    const memory = process.memoryUsage()
+    return { heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, rss: memory.rss, external: memory.external, arrayBuffers: memory.arrayBuffers, sse: sseOpen, ws: wsOpen, wsSockets: app.websocketServer.clients.size }
+  },
+  async publish ({ topic, count, batch }) {
+    const target = topicOf(topic)
+    const started = performance.now()
+    let waits = 0
+    for (let n = 0; n < count;) {
+      const end = Math.min(count, n + batch)
+      for (; n < end; n++) target.publish('tick', { n }).catch(() => {})
+      await turn()
+      while (maxUnsent() > PACE_BYTES) {
+        waits++
+        await sleep(1)
+      }
+    }
+    return { ms: performance.now() - started, waits }
+  },
+  feed ({ topic, bytes, everyMs }) {
+    const target = topicOf(topic)
+    const blob = 'f'.repeat(bytes)
+    clearInterval(feedTimer)
+    feedTimer = setInterval(() => { target.publish('blob', blob).catch(() => {}) }, everyMs)
+    return {}
+  },
+  stopFeed () {
+    clearInterval(feedTimer)
+    return {}
+  },
+  async close () {
+    clearInterval(feedTimer)
+    await app.close()
+    setImmediate(() => process.exit(0))
+    return {}
+  }
+}
+
+process.on('message', async (/** @type {any} */ message) => {
+  const { id, cmd, ...args } = message
+  try {
+    const command = commands[cmd]
+    if (command === undefined) throw new Error(`unknown command ${cmd}`)
+    process.send?.({ id, ...(await command(args)) })
+  } catch (err) {
+    process.send?.({ id, error: String(/** @type {Error} */ (err).stack ?? err) })
+  }
+})
+// The driver gone (killed, crashed): do not outlive it.
+process.on('disconnect', () => process.exit(0))
+process.send?.({ ready: true, port: new URL(address).port })
