@@ -409,7 +409,7 @@ function upgrade (app: FastifyInstance, url: string, headers: Record<string, str
       clearTimeout(timer)
       const protocolLine = lines.find((line) => /^sec-websocket-protocol:/i.test(line))
       // A ws instance made without an address starts in server mode; a client must mask its frames.
-      const socket = new WebSocket(null as unknown as string, undefined, { isServer: false } as any)
+      const socket = new WebSocket(null as unknown as string, undefined, { isServer: false, autoPong: true } as any)
       ;(socket as unknown as { _isServer: boolean })._isServer = false
       const early: Buffer[] = []
       ;(socket as unknown as { [kEarly]: Buffer[] })[kEarly] = early

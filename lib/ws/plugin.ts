@@ -316,6 +316,13 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
 
   // Before @fastify/websocket's own onRoute hook, which replaces every route's handler.
   fastify.addHook('onRoute', guardRoute(settings.origins))
+  // Upgrade requests still in Fastify's hooks (an authenticate that has not settled): Node's HTTP
+  // timeouts no longer apply to them and nothing reads their sockets, so app.close() ends them.
+  const pending = new Set<Socket>()
+  fastify.server.on('upgrade', function trackUpgrade (_request: unknown, socket: Socket) {
+    pending.add(socket)
+    socket.once('close', () => pending.delete(socket))
+  })
   const listenersBefore = new Set(fastify.server.listeners('upgrade'))
   let upgradeListeners: Function[] = []
   await fastify.register(fastifyWebsocket, {
@@ -336,6 +343,8 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
       this.server.on('upgrade', refuseLateUpgrade)
       this.websocketServer.close()
       const sockets = [...this.websocketServer.clients]
+      const upgraded = new Set(sockets.map((socket) => (socket as unknown as { _socket: Socket })._socket))
+      for (const socket of pending) if (!upgraded.has(socket)) socket.destroy()
       // A socket leaves `clients` when it emits 'close', so each of these will emit it.
       const closed = sockets.map((socket) => new Promise((resolve) => socket.once('close', resolve)))
       for (const conn of host.open) conn.closeWith(1001, 'server shutting down')
