@@ -196,7 +196,6 @@ export class SseStreamImpl implements Sink, Corkable {
   corked = false
   // Set when frames go straight to the socket as pre-built HTTP/1.1 chunks, bypassing res.write().
   private socket: Socket | undefined
-  private pendingBytes = 0
   private onDrain: (() => void) | undefined
   private drainWaiters: (() => void)[] | undefined
   private subscriptions: Subscription[] | undefined
@@ -321,13 +320,14 @@ export class SseStreamImpl implements Sink, Corkable {
         // Made on first need: most streams never wait for a drain.
         this.onDrain ??= () => {
           this.congested = false
-          this.pendingBytes = 0
           this.releaseDrainWaiters()
         }
         ;(socket ?? this.raw).once('drain', this.onDrain)
       }
-      this.pendingBytes += frame.length
-      if (this.pendingBytes > this.maxBufferedBytes) this.cutSlowConsumer()
+      // What is still unsent, not what was written since the congestion began: a client that reads
+      // steadily, slower than the server writes, keeps the socket above its high-water mark (so no
+      // 'drain') while it takes everything.
+      if ((socket ?? this.raw).writableLength > this.maxBufferedBytes) this.cutSlowConsumer()
     }
     return true
   }
