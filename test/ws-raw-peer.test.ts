@@ -179,3 +179,35 @@ t.test('a larger maxPayload allows one fragment per KiB of it', async (t) => {
   t.same(JSON.parse(String(await answerTo(url, fragmented(message, 256)))), { type: 'reply', id: 2, data: 'g'.repeat(1000) })
   t.equal(await answerTo(url, fragmented(message, 257)), 1008)
 })
+
+/** Writes `chunk` to the socket for `ms`, as fast as it takes it; resolves with the bytes it took. */
+async function writeFor (socket: import('node:net').Socket, chunk: Buffer, ms: number): Promise<number> {
+  let taken = 0
+  const end = Date.now() + ms
+  while (Date.now() < end && !socket.destroyed) {
+    if (socket.write(chunk)) taken += chunk.length
+    else await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  return taken
+}
+
+for (const [name, first] of [
+  ['a protocol error (1002)', () => frame({ opcode: Opcode.text, mask: false, payload: 'x' })],
+  ['too many bad messages (4400)', () => Buffer.concat(Array.from({ length: 10 }, () => frame({ opcode: Opcode.text, payload: 'not json' })))]
+] as const) {
+  t.test(`a peer that keeps writing after ${name} is not read any further`, async (t) => {
+    const { app, url, closes } = await build(t)
+    const socket = await wsUpgrade(url, '/echo')
+    socket.on('error', () => {})
+    socket.resume()
+    const [server] = [...app.websocketServer.clients] as unknown as Array<{ _socket: import('node:net').Socket }>
+    socket.write(first())
+    // Then junk for half a second, as fast as the server reads it.
+    await writeFor(socket, Buffer.alloc(64 * 1024, 0x41), 500)
+    const read = (server as { _socket: import('node:net').Socket })._socket.bytesRead
+    t.ok(read < 8 * 1024 * 1024, `the server read ${read} bytes, then stopped`)
+    await within(new Promise<void>((resolve) => { const poll = setInterval(() => { if (closes.length > 0) { clearInterval(poll); resolve() } }, 10) }), 3000, 'onClose')
+    t.same(closes, [name.includes('1002') ? 1002 : 4400])
+    socket.destroy()
+  })
+}

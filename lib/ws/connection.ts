@@ -163,6 +163,10 @@ function assertCloseCode (code: unknown, reason: unknown): void {
   }
 }
 
+function pauseSocket (socket: Socket): void {
+  socket.pause()
+}
+
 function isPromise (value: unknown): value is Promise<unknown> {
   return value !== null && typeof value === 'object' && typeof (value as Promise<unknown>).then === 'function'
 }
@@ -337,8 +341,19 @@ export class ConnectionImpl implements Sink, Corkable {
     this.serverCode = code
     this.serverReason = reason
     this.socket.close(code, reason)
+    if (code === 4429 || code === 4400) this.stopReading()
     // The app sees the end now (signal, no more topic events), not when the close handshake ends.
     this.release()
+  }
+
+  /**
+   * Reads nothing more from a peer that broke the protocol or abused the connection. ws would read
+   * (and discard) whatever it sends until the close handshake ends or times out: a peer that keeps
+   * writing would cost the server that second of reading at full speed. Paused, TCP holds it back.
+   */
+  private stopReading (): void {
+    // After ws's own resume(), which it schedules on the next tick when its parser fails.
+    process.nextTick(pauseSocket, this.tcp)
   }
 
   /** Stops everything the connection holds besides its socket; safe to run twice. */
@@ -524,6 +539,7 @@ export class ConnectionImpl implements Sink, Corkable {
     // ws closes the socket itself after a protocol error (1002, 1007, 1009): report that code.
     conn.serverCode ??= statusCodeOf(err)
     conn.log.debug({ err }, 'fastify-realtime: WebSocket error')
+    conn.stopReading()
   }
 
   private releaseDrainWaiters (): void {
