@@ -157,7 +157,8 @@ export class Heartbeats {
 /** Reads `Last-Event-ID`, or `?lastEventId=` for polyfills that cannot set headers. */
 function readLastEventId (request: FastifyRequest): string | undefined {
   let value: unknown = request.headers['last-event-id']
-  if (value === undefined) value = Object(request.query).lastEventId
+  // request.query parses the query string on first use: only when it can hold the parameter.
+  if (value === undefined && request.raw.url?.includes('lastEventId') === true) value = Object(request.query).lastEventId
   if (typeof value !== 'string' || value.length > MAX_LAST_EVENT_ID) return undefined
   return value
 }

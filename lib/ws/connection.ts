@@ -94,6 +94,10 @@ export interface WsRouteSettings {
 export interface WsHost {
   readonly hub: Hub
   readonly open: Set<ConnectionImpl>
+  /** Sockets of upgrade requests not yet connections (still in Fastify's hooks). */
+  readonly upgrading: Set<Socket>
+  /** The 'close' listener that removes a socket from `upgrading`. */
+  readonly forgetUpgrade: (this: Socket) => void
 }
 
 const BAD_MESSAGES_BEFORE_CLOSE = 10
@@ -197,7 +201,8 @@ export class ConnectionImpl implements Sink, Corkable {
   private windowCount = 0
   private serverCode: number | undefined
   private serverReason = ''
-  private subscriptions: Map<string, Subscription> | undefined
+  // One per topic, sized to fit (a connection has a few; a Map would cost 250 bytes for one).
+  private subscriptions: Subscription[] | undefined
   private expiryTimer: NodeJS.Timeout | undefined
   private drainWaiters: (() => void)[] | undefined
   private onDrain: (() => void) | undefined
@@ -208,6 +213,8 @@ export class ConnectionImpl implements Sink, Corkable {
     this.socket = socket
     this.tcp = (socket as unknown as { _socket: Socket })._socket
     this.plain = socket.extensions === ''
+    host.upgrading.delete(this.tcp)
+    this.tcp.removeListener('close', host.forgetUpgrade)
     this.request = request
     this.log = request.log
     this.user = auth?.user as RealtimeUser
@@ -237,19 +244,22 @@ export class ConnectionImpl implements Sink, Corkable {
     if (!isTopic(topic)) throw new FRT_ERR_INVALID_OPTION('topic', 'expected a topic from fastify.realtime.topic()')
     const after = options?.after
     if (after !== undefined && typeof after !== 'string') throw new FRT_ERR_INVALID_OPTION('after', 'expected an event id string')
-    if (!this.isOpen || this.subscriptions?.has(topic.name) === true) return Promise.resolve()
+    if (!this.isOpen || this.subscriptionOf(topic.name) !== undefined) return Promise.resolve()
     const subscription = new Subscription(this.host.hub, this, [topic.name], encodeWsEvent)
-    this.subscriptions ??= new Map()
-    this.subscriptions.set(topic.name, subscription)
+    this.subscriptions = this.subscriptions === undefined ? [subscription] : [...this.subscriptions, subscription]
     return subscription.start(after)
   }
 
   unsubscribe (topic: AnyTopic): void {
     if (!isTopic(topic)) throw new FRT_ERR_INVALID_OPTION('topic', 'expected a topic from fastify.realtime.topic()')
-    const subscription = this.subscriptions?.get(topic.name)
+    const subscription = this.subscriptionOf(topic.name)
     if (subscription === undefined) return
     subscription.stop()
-    ;(this.subscriptions as Map<string, Subscription>).delete(topic.name)
+    this.subscriptions = (this.subscriptions as Subscription[]).filter((other) => other !== subscription)
+  }
+
+  private subscriptionOf (name: string): Subscription | undefined {
+    return this.subscriptions?.find((subscription) => subscription.topics[0] === name)
   }
 
   close (code = 1000, reason = ''): void {
@@ -360,7 +370,7 @@ export class ConnectionImpl implements Sink, Corkable {
   private release (): void {
     clearTimeout(this.expiryTimer)
     if (this.subscriptions !== undefined) {
-      for (const subscription of this.subscriptions.values()) subscription.stop()
+      for (const subscription of this.subscriptions) subscription.stop()
       this.subscriptions = undefined
     }
     this.queue.length = 0

@@ -312,16 +312,22 @@ function refuseLateUpgrade (_request: unknown, socket: Socket): void {
 async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOptions): Promise<void> {
   if (fastify.hasPlugin('@fastify/websocket')) throw new FRT_ERR_WS_CONFLICT()
   const settings = settingsOf(options)
-  const host: WsHost = { hub: attachHub(fastify, options.broker), open: new Set() }
 
   // Before @fastify/websocket's own onRoute hook, which replaces every route's handler.
   fastify.addHook('onRoute', guardRoute(settings.origins))
   // Upgrade requests still in Fastify's hooks (an authenticate that has not settled): Node's HTTP
   // timeouts no longer apply to them and nothing reads their sockets, so app.close() ends them.
-  const pending = new Set<Socket>()
+  // A socket leaves the set when it closes, or when it becomes a connection.
+  const upgrading = new Set<Socket>()
+  const host: WsHost = {
+    hub: attachHub(fastify, options.broker),
+    open: new Set(),
+    upgrading,
+    forgetUpgrade () { upgrading.delete(this) }
+  }
   fastify.server.on('upgrade', function trackUpgrade (_request: unknown, socket: Socket) {
-    pending.add(socket)
-    socket.once('close', () => pending.delete(socket))
+    upgrading.add(socket)
+    socket.on('close', host.forgetUpgrade)
   })
   const listenersBefore = new Set(fastify.server.listeners('upgrade'))
   let upgradeListeners: Function[] = []
@@ -343,8 +349,7 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
       this.server.on('upgrade', refuseLateUpgrade)
       this.websocketServer.close()
       const sockets = [...this.websocketServer.clients]
-      const upgraded = new Set(sockets.map((socket) => (socket as unknown as { _socket: Socket })._socket))
-      for (const socket of pending) if (!upgraded.has(socket)) socket.destroy()
+      for (const socket of upgrading) socket.destroy()
       // A socket leaves `clients` when it emits 'close', so each of these will emit it.
       const closed = sockets.map((socket) => new Promise((resolve) => socket.once('close', resolve)))
       for (const conn of host.open) conn.closeWith(1001, 'server shutting down')
