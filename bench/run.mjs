@@ -2,9 +2,13 @@
 // `npm run bench`: builds dist/ when it is missing or older than lib/, then runs each suite of
 // bench/ in a process of its own (pinned to CPU 0 with taskset when there is one and more than one
 // core, so a server or Redis pinned elsewhere does not share its core). Not part of `npm test`.
+// The transport suites start their servers on CPU 1 (bench/common.mjs).
 //
-//   npm run bench                       every suite present (for now: broker)
-//   npm run bench -- broker --reps=9    some suites; `--` options go to each suite
+//   npm run bench                           every suite: sse-fanout, ws-fanout, ws-echo, idle-memory, broker
+//   npm run bench -- ws-echo --reps=9       some suites; `--` options go to each suite
+//   npm run bench -- --quick                smaller windows and 2 repetitions, to try the harness
+//   npm run bench -- sse-fanout --batch=1   fan-out servers publish one event per tick (default 16)
+//   BENCH_SERVER_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench -- ws-echo   Node flags for every server
 // Suites read REDIS_URL where they measure Redis; results go to bench/results/ (gitignored).
 
 import { spawnSync } from 'node:child_process'
@@ -12,7 +16,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 
-const SUITES = ['broker']
+const SUITES = ['sse-fanout', 'ws-fanout', 'ws-echo', 'idle-memory', 'broker']
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 /** The newest modification time of the files under a directory, or 0 when there are none. */

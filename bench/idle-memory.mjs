@@ -1,0 +1,161 @@
+// @ts-check
+// The idle-memory suite: what one idle connection costs the server, in heap and RSS, for each
+// implementation of each transport (bench/servers/):
+//   SSE  node:http (baseline) sse-raw.mjs, a hijacked plain Fastify route sse-hijack.mjs,
+//        @fastify/sse sse-fastify-sse.mjs, fastify-sse-v2 sse-v2.mjs, better-sse sse-better.mjs,
+//        fastify-realtime sse-realtime.mjs (a stream subscribed to a topic)
+//   WS   ws (baseline) ws-raw.mjs, @fastify/websocket ws-fastify.mjs, socket.io ws-socketio.mjs,
+//        fastify-realtime ws-realtime.mjs (a connection subscribed to a topic in onOpen)
+// One run = one server process (pinned to CPU 1) for one implementation and one repetition:
+// WARM_UP connections open and close first (lazy initialization, route compilation), then the
+// server reports process.memoryUsage() after gc(), 100 ms, gc(); CONNECTIONS connections open (at
+// most 200 handshakes at a time), each confirmed by its first bytes and then by the server's count
+// of subscribers; the server reports its memory again the same way. Per connection: the difference
+// divided by CONNECTIONS, for heapUsed, RSS and external memory. Every implementation keeps its
+// defaults (heartbeat timers included: none fires within a run). Nothing is sent on the
+// connections besides what each implementation writes by itself when one opens. The servers keep
+// per connection only what broadcasting with that library needs: a Set entry and a close listener
+// where the library has no registry (node:http, the hijacked route, @fastify/sse, fastify-sse-v2),
+// the library's own registry elsewhere (ws's clients, better-sse's Channel, socket.io's namespace,
+// fastify-realtime's topic, whose subscribers the server counts through the hub).
+//
+// Run:  npm run bench -- idle-memory [--reps=5] [--quick]     or  node --expose-gc bench/idle-memory.mjs
+// Results: tables on stdout, and bench/results/idle-memory-<time>.json.
+
+import {
+  REPS, fixed, machineInfo, median, openClient, openMany, quick, sleep, spread, startServer, table,
+  waitSubscribers, writeResults
+} from './common.mjs'
+
+const CONNECTIONS = quick ? 1000 : 5000
+const WARM_UP = 20
+
+/**
+ * @typedef {object} IdleImplementation
+ * @property {string} name
+ * @property {string} server the file of bench/servers/, without .mjs
+ * @property {'sse' | 'ws' | 'socket.io'} protocol
+ * @property {string} path
+ */
+
+/** @type {Array<{ transport: string, implementations: IdleImplementation[] }>} */
+const groups = [
+  {
+    transport: 'SSE',
+    implementations: [
+      { name: 'node:http', server: 'sse-raw', protocol: 'sse', path: '/events' },
+      { name: 'Fastify, hijacked route', server: 'sse-hijack', protocol: 'sse', path: '/events' },
+      { name: '@fastify/sse', server: 'sse-fastify-sse', protocol: 'sse', path: '/events' },
+      { name: 'fastify-sse-v2', server: 'sse-v2', protocol: 'sse', path: '/events' },
+      { name: 'better-sse', server: 'sse-better', protocol: 'sse', path: '/events' },
+      { name: 'fastify-realtime', server: 'sse-realtime', protocol: 'sse', path: '/events' }
+    ]
+  },
+  {
+    transport: 'WS',
+    implementations: [
+      { name: 'ws', server: 'ws-raw', protocol: 'ws', path: '/ws' },
+      { name: '@fastify/websocket', server: 'ws-fastify', protocol: 'ws', path: '/ws' },
+      { name: 'socket.io', server: 'ws-socketio', protocol: 'socket.io', path: '/ws' },
+      { name: 'fastify-realtime', server: 'ws-realtime', protocol: 'ws', path: '/ws' }
+    ]
+  }
+]
+
+/**
+ * One run: a fresh server, the warm-up connections, the memory before, CONNECTIONS idle connections, the memory after.
+ * @param {IdleImplementation} impl
+ */
+async function once (impl) {
+  const server = await startServer(impl.server)
+  /** @type {import('node:net').Socket[]} */
+  let sockets = []
+  try {
+    const noop = () => {}
+    const warm = await openMany(WARM_UP, WARM_UP, () => openClient(impl.protocol, server.port, impl.path, noop))
+    await waitSubscribers(server, WARM_UP)
+    for (const socket of warm) socket.destroy()
+    await waitSubscribers(server, 0)
+    await sleep(50)
+    const before = await server.request({ cmd: 'memory' })
+    sockets = await openMany(CONNECTIONS, 200, () => openClient(impl.protocol, server.port, impl.path, noop))
+    await waitSubscribers(server, CONNECTIONS)
+    const after = await server.request({ cmd: 'memory' })
+    const { sockets: open } = await server.request({ cmd: 'count' })
+    if (open !== CONNECTIONS) throw new Error(`the server holds ${open} sockets, expected ${CONNECTIONS}`)
+    return {
+      connections: CONNECTIONS,
+      before,
+      after,
+      heapPerConnection: (after.heapUsed - before.heapUsed) / CONNECTIONS,
+      rssPerConnection: (after.rss - before.rss) / CONNECTIONS,
+      externalPerConnection: (after.external - before.external) / CONNECTIONS
+    }
+  } finally {
+    for (const socket of sockets) socket.destroy()
+    await server.stop()
+  }
+}
+
+const kib = (/** @type {number} */ bytes) => bytes / 1024
+
+async function main () {
+  const machine = machineInfo(['fastify', '@fastify/sse', 'fastify-sse-v2', 'better-sse', 'ws', '@fastify/websocket', 'socket.io', 'engine.io', 'fastify-realtime'])
+  console.log(`idle-memory: ${CONNECTIONS} idle connections per run; ${REPS} repetitions; Node ${machine.node}; ${machine.cores} cores (${machine.cpu}); pinned: ${machine.pinned}`)
+
+  /** @type {Record<string, Record<string, Array<Awaited<ReturnType<typeof once>>>>>} */
+  const runs = {}
+  /** @type {Record<string, object[]>} */
+  const summary = {}
+  for (const { transport, implementations } of groups) {
+    /** @type {Record<string, Array<Awaited<ReturnType<typeof once>>>>} */
+    const byImpl = Object.fromEntries(implementations.map((impl) => [impl.name, []]))
+    runs[transport] = byImpl
+    for (let rep = 0; rep < REPS; rep++) {
+      const order = rep % 2 === 0 ? implementations : [...implementations].reverse()
+      for (const impl of order) {
+        const result = await once(impl).catch((err) => {
+          throw new Error(`${transport} ${impl.name}, repetition ${rep + 1}: ${err.message}`)
+        })
+        byImpl[impl.name]?.push(result)
+        globalThis.gc?.()
+        console.log(`  ${transport} rep ${rep + 1}/${REPS} ${impl.name}: heap ${fixed(kib(result.heapPerConnection), 2)} KiB, RSS ${fixed(kib(result.rssPerConnection), 2)} KiB per connection`)
+      }
+    }
+    const baseline = implementations[0]?.name ?? ''
+    const baseHeap = median((byImpl[baseline] ?? []).map((result) => result.heapPerConnection))
+    const rows = [['implementation', 'heap KiB / connection', 'spread', `vs ${baseline}`, 'RSS KiB / connection', 'spread', 'external KiB / connection']]
+    summary[transport] = implementations.map((impl) => {
+      const results = byImpl[impl.name] ?? []
+      const heap = results.map((result) => kib(result.heapPerConnection))
+      const rss = results.map((result) => kib(result.rssPerConnection))
+      const row = {
+        implementation: impl.name,
+        heapKiB: median(heap),
+        heapKiBMin: Math.min(...heap),
+        heapKiBMax: Math.max(...heap),
+        rssKiB: median(rss),
+        rssKiBMin: Math.min(...rss),
+        rssKiBMax: Math.max(...rss),
+        externalKiB: median(results.map((result) => kib(result.externalPerConnection)))
+      }
+      rows.push([
+        impl.name,
+        fixed(row.heapKiB, 2),
+        spread(heap, 2),
+        `${fixed(row.heapKiB / kib(baseHeap), 2)}x`,
+        fixed(row.rssKiB, 2),
+        spread(rss, 2),
+        fixed(row.externalKiB, 2)
+      ])
+      return row
+    })
+    console.log(`\nidle-memory, ${transport}, ${CONNECTIONS} idle connections (medians of ${REPS}):\n`)
+    console.log(table(rows))
+    console.log()
+  }
+  const file = writeResults('idle-memory', { machine, reps: REPS, quick, connections: CONNECTIONS, warmUp: WARM_UP, groups, summary, runs })
+  console.log(`written: ${file}`)
+}
+
+await main()
