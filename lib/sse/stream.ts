@@ -125,6 +125,14 @@ export function encodeSseEvent (event: BrokerEvent): Buffer {
   return chunk(frameEvent(event.event, event.data, event.id))
 }
 
+const kStream = Symbol('fastify-realtime.stream')
+/** A request or response that knows its stream. */
+interface Owned { [kStream]: SseStreamImpl }
+
+function onGone (this: Owned): void {
+  this[kStream].gone()
+}
+
 /** One heartbeat timer per interval, shared by every stream that uses it. @internal */
 export class Heartbeats {
   private readonly groups = new Map<number, { timer: NodeJS.Timeout, streams: Set<SseStreamImpl> }>()
@@ -199,7 +207,8 @@ export class SseStreamImpl implements Sink, Corkable {
   private socket: Socket | undefined
   private onDrain: (() => void) | undefined
   private drainWaiters: (() => void)[] | undefined
-  private subscriptions: Subscription[] | undefined
+  // One subscription, or several (most streams have one: no array for them).
+  private subscriptions: Subscription | Subscription[] | undefined
   private controller: AbortController | undefined
   private closedPromise: Promise<void> | undefined
   private resolveClosed: (() => void) | undefined
@@ -231,9 +240,12 @@ export class SseStreamImpl implements Sink, Corkable {
 
     reply.hijack()
     const raw = this.raw as ServerResponse
-    raw.on('close', this.onGone)
-    raw.on('error', this.onGone)
-    this.request.raw.on('error', this.onGone)
+    // Listeners shared by every stream (no closures per stream), called with the emitter.
+    ;(raw as unknown as Owned)[kStream] = this
+    ;(this.request.raw as unknown as Owned)[kStream] = this
+    raw.on('close', onGone)
+    raw.on('error', onGone)
+    this.request.raw.on('error', onGone)
     raw.writeHead(200, headers)
     // Commit the status line and headers now, so the client's `open` fires before any event.
     if (retry === undefined) raw.flushHeaders()
@@ -275,8 +287,8 @@ export class SseStreamImpl implements Sink, Corkable {
     if (!this.isOpen) return Promise.resolve()
     const names = [...new Set(list.map((topic) => topic.name))]
     const subscription = new Subscription(this.host.hub, this, names, encodeSseEvent)
-    // Sized to fit: an array that grows by push() reserves room for 16 more, for every stream.
-    this.subscriptions = this.subscriptions === undefined ? [subscription] : [...this.subscriptions, subscription]
+    const current = this.subscriptions
+    this.subscriptions = current === undefined ? subscription : [...(Array.isArray(current) ? current : [current]), subscription]
     return subscription.start(this.lastEventId)
   }
 
@@ -439,7 +451,8 @@ export class SseStreamImpl implements Sink, Corkable {
     this.close()
   }
 
-  private readonly onGone = (): void => {
+  /** The client is gone. @internal */
+  gone (): void {
     // A request 'error' is the client leaving mid-upload, or an aborted inject(); a response
     // 'close' or 'error' is the connection ending. Either way the stream is over.
     if (!this.isOpen) return
@@ -462,12 +475,14 @@ export class SseStreamImpl implements Sink, Corkable {
       raw.removeListener('drain', this.onDrain)
       this.socket?.removeListener('drain', this.onDrain)
     }
-    this.request.raw.removeListener('error', this.onGone)
+    this.request.raw.removeListener('error', onGone)
     this.host.open.delete(this)
     if (this.heartbeatInterval > 0) this.host.heartbeats.remove(this.heartbeatInterval, this)
-    if (this.subscriptions !== undefined) {
-      for (const subscription of this.subscriptions) subscription.stop()
+    const subscriptions = this.subscriptions
+    if (subscriptions !== undefined) {
       this.subscriptions = undefined
+      if (Array.isArray(subscriptions)) for (const subscription of subscriptions) subscription.stop()
+      else subscriptions.stop()
     }
     this.releaseDrainWaiters()
     this.stopSource()
