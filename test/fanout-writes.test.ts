@@ -171,3 +171,64 @@ t.test('a client that vanishes while its socket is corked costs nothing', async 
   t.equal((await within(other.waitFor(1), 2000, 'the other client'))[0]?.data, '{"n":1,"text":"lost"}', 'the other client is served')
   other.destroy()
 })
+
+t.test('one stream subscribed to three topics in three calls gets all three, and frees all three when it ends', async (t) => {
+  const app = await build(t)
+  const topics = ['a', 'b', 'c'].map((name) => app.realtime.topic(name, { contract: feed }))
+  const streams: any[] = []
+  app.get('/e', async (request, reply) => {
+    const stream = reply.sse()
+    streams.push(stream)
+    for (const topic of topics) await stream.subscribe(topic)
+  })
+  const url = await listen(app)
+  const client = await connect(`${url}/e`)
+  await within((async () => { while ((app.realtime as any).subscriberCount('c') === 0) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 2000, 'subscribed')
+  for (const [n, topic] of topics.entries()) await topic.publish('blob', { n, text: topic.name })
+  const events = await within(client.waitFor(3), 2000, 'three events')
+  t.same(events.map((event) => JSON.parse(event.data).text), ['a', 'b', 'c'])
+  streams[0].close()
+  await within(client.ended, 2000, 'the end')
+  t.same(['a', 'b', 'c'].map((name) => (app.realtime as any).subscriberCount(name)), [0, 0, 0], 'every subscription freed')
+})
+
+t.test('a frame written after the stream ended is dropped', async (t) => {
+  const app = await build(t)
+  let stream: any
+  app.get('/e', (request, reply) => { stream = reply.sse() })
+  const url = await listen(app)
+  const client = await connect(`${url}/e`)
+  stream.close()
+  t.equal(stream.write(chunk('data: late\n\n')), false)
+  await within(client.ended, 2000, 'the end')
+  t.equal(client.events.length, 0)
+})
+
+t.test('a stream written through the response (HTTP/1.0) is cut at maxBufferedBytes when its client does not read', async (t) => {
+  const app = await build(t, { maxBufferedBytes: 256 * 1024 })
+  const topic = app.realtime.topic('feed', { contract: feed })
+  const streams: any[] = []
+  const subscribed: Promise<void>[] = []
+  app.get('/e', (request, reply) => {
+    const stream = reply.sse()
+    streams.push(stream)
+    subscribed.push(stream.subscribe(topic))
+  })
+  const url = await listen(app)
+  const { port } = new URL(url)
+  const socket = net.connect(Number(port), '127.0.0.1')
+  socket.write('GET /e HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n')
+  await once(socket, 'data')
+  socket.pause()
+  await within((async () => { while (subscribed.length === 0) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 2000, 'the stream opens')
+  await Promise.all(subscribed)
+  t.equal(streams[0].socket, undefined, 'no chunked encoding: frames go through res.write()')
+  const text = 'z'.repeat(16 * 1024)
+  for (let n = 0; n < 2000 && !streams[0].signal.aborted; n++) {
+    await topic.publish('blob', { n, text })
+    if (n % 16 === 15) await new Promise((resolve) => setImmediate(resolve))
+  }
+  t.ok(streams[0].signal.aborted, 'cut as a slow consumer')
+  t.equal((app.realtime as any).subscriberCount('feed'), 0)
+  socket.destroy()
+})
