@@ -2,7 +2,8 @@
 // The server of `npm run soak` (bench/soak.mjs starts it, pinned to CPU 1, with --expose-gc): one
 // Fastify app with fastifySse and fastifyWs from the built package, driven over IPC.
 //
-//   node --expose-gc bench/soak-server.mjs [--heartbeat=0]   (0: no SSE heartbeat comment, no WS ping)
+//   node --expose-gc bench/soak-server.mjs [--heartbeat=0] [--upgrades-per-second=N]
+//   (--heartbeat=0: no SSE heartbeat comment, no WS ping; --upgrades-per-second: upgradeRateLimit per address)
 //
 // Routes (no authentication; topics are created on first use, all with one contract):
 //   GET /sse?topic=t   a push stream subscribed to t; `: subscribed` comment once subscribe() resolved
@@ -23,6 +24,9 @@ import { defineContract, fastifySse, fastifyWs } from 'fastify-realtime'
 
 const heartbeatArg = process.argv.find((arg) => arg.startsWith('--heartbeat='))
 const heartbeat = heartbeatArg === undefined ? undefined : Number(heartbeatArg.split('=')[1])
+// --upgrades-per-second=N: fastifyWs's per-address upgrade budget (phase 4 only; off otherwise).
+const upgradesArg = process.argv.find((arg) => arg.startsWith('--upgrades-per-second='))
+const upgradeRateLimit = upgradesArg === undefined ? false : { upgrades: Number(upgradesArg.split('=')[1]), intervalMs: 1000 }
 // Half the default maxBufferedBytes: a publisher that waits below it never makes a reader a slow consumer.
 const PACE_BYTES = 512 * 1024
 
@@ -40,7 +44,7 @@ const echo = defineContract({
 
 const app = Fastify({ logger: false })
 await app.register(fastifySse, { heartbeat })
-await app.register(fastifyWs, { heartbeat })
+await app.register(fastifyWs, { heartbeat, upgradeRateLimit })
 
 /** @param {unknown} name */
 function topicOf (name) {

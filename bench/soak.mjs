@@ -48,6 +48,7 @@ const FANOUT = { sse: 50, ws: 50, events: 10000 * scale, sampled: 5, batch: 16 }
 const CHURN = { warmup: 2500 * scale, cycles: 10000 * scale, checkpoints: 4, concurrency: 64 }
 const LATENCY = { clients: 20, gapMs: 20, warmMs: 500, measureMs: quick ? 1500 : 4000, quietMs: 1000 }
 const MEMORY_LIMIT_MB = 10
+const UPGRADES_PER_SECOND = 50
 const LOCAL_ADDRESSES = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1}`)
 const SSE_READY = Buffer.from(': subscribed')
 const WS_READY = Buffer.from('"event":"ready"')
@@ -699,7 +700,8 @@ const FIREHOSE = { bytes: 16 * 1024, everyMs: 2 }
 /** @returns {Promise<LatencyRow[]>} */
 async function hostilePhase () {
   log(`\nphase 4: echo latency of ${LATENCY.clients} well-behaved WebSocket clients, alone and next to hostile peers`)
-  const server = await Server.start([])
+  // With the per-address upgrade budget a user facing such peers would set (50 upgrades/s).
+  const server = await Server.start([`--upgrades-per-second=${UPGRADES_PER_SECOND}`])
   const attackers = await startAttackers(server.port)
   /** @type {WebSocket[]} */
   const clients = []

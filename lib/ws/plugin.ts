@@ -6,6 +6,7 @@ import type {
   RouteOptions,
   RouteShorthandOptions
 } from 'fastify'
+import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import fastifyWebsocket from '@fastify/websocket'
 import fp from 'fastify-plugin'
@@ -51,6 +52,14 @@ export interface RateLimitOptions {
   intervalMs: number
 }
 
+/** A per-address budget of upgrade requests. */
+export interface UpgradeRateLimitOptions {
+  /** Upgrade requests allowed per remote address per interval; more get HTTP 429 with Retry-After, before any WebSocket work. */
+  upgrades: number
+  /** The interval, in ms. */
+  intervalMs: number
+}
+
 /** Options of the `fastifyWs` plugin. All optional, all with safe defaults. */
 export interface FastifyWsOptions {
   /**
@@ -83,6 +92,13 @@ export interface FastifyWsOptions {
    * @default { messages: 100, intervalMs: 1000 }
    */
   rateLimit?: RateLimitOptions | false
+  /**
+   * A budget of upgrade requests per remote address (the TCP peer's address, not X-Forwarded-For:
+   * behind a proxy, its clients share one budget); over it, HTTP 429 with `Retry-After` before any
+   * routing, hook or handshake. Off by default, since clients behind one proxy or NAT share an address.
+   * @default false
+   */
+  upgradeRateLimit?: UpgradeRateLimitOptions | false
   /**
    * Unsent bytes at which a connection is closed with 1008 as a slow consumer.
    * @default 1048576
@@ -141,6 +157,7 @@ interface WsSettings {
   readonly maxPayload: number
   readonly heartbeat: number
   readonly rateLimit: RateLimitOptions | false
+  readonly upgradeRateLimit: UpgradeRateLimitOptions | false
   readonly maxBufferedBytes: number
 }
 
@@ -171,6 +188,18 @@ function rateLimitOption (value: unknown): RateLimitOptions | false {
   })
 }
 
+function upgradeRateLimitOption (value: unknown): UpgradeRateLimitOptions | false {
+  if (value === false) return false
+  const { upgrades, intervalMs } = (value ?? {}) as Record<string, unknown>
+  if (typeof value !== 'object' || upgrades === undefined || intervalMs === undefined) {
+    throw new FRT_ERR_INVALID_OPTION('upgradeRateLimit', 'expected { upgrades, intervalMs } (both positive integers) or false')
+  }
+  return Object.freeze({
+    upgrades: positiveInteger('upgradeRateLimit.upgrades', upgrades, undefined) as number,
+    intervalMs: positiveInteger('upgradeRateLimit.intervalMs', intervalMs, undefined) as number
+  })
+}
+
 function settingsOf (options: FastifyWsOptions): WsSettings {
   const heartbeat = options.heartbeat === false ? 0 : options.heartbeat
   if (heartbeat !== undefined && heartbeat !== 0) positiveInteger('heartbeat', heartbeat, undefined)
@@ -185,6 +214,7 @@ function settingsOf (options: FastifyWsOptions): WsSettings {
     maxPayload: positiveInteger('maxPayload', options.maxPayload, 64 * 1024) as number,
     heartbeat: heartbeat ?? 30000,
     rateLimit: options.rateLimit === undefined ? Object.freeze({ messages: 100, intervalMs: 1000 }) : rateLimitOption(options.rateLimit),
+    upgradeRateLimit: options.upgradeRateLimit === undefined ? false : upgradeRateLimitOption(options.upgradeRateLimit),
     maxBufferedBytes: positiveInteger('maxBufferedBytes', options.maxBufferedBytes, 1024 * 1024) as number
   })
 }
@@ -309,6 +339,33 @@ function refuseLateUpgrade (_request: unknown, socket: Socket): void {
   socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
 }
 
+/**
+ * Counts upgrade requests per remote address in fixed windows; returns 0 for an allowed request, else
+ * the seconds until the window ends. Only the current window's addresses are kept.
+ */
+function upgradeBudget (limit: UpgradeRateLimitOptions): (address: string) => number {
+  let windowStart = 0
+  let counts = new Map<string, number>()
+  return function spend (address: string): number {
+    const now = Date.now()
+    if (now - windowStart >= limit.intervalMs) {
+      windowStart = now
+      counts = new Map()
+    }
+    const count = (counts.get(address) ?? 0) + 1
+    counts.set(address, count)
+    return count <= limit.upgrades ? 0 : Math.max(1, Math.ceil((windowStart + limit.intervalMs - now) / 1000))
+  }
+}
+
+/** HTTP 429 to an upgrade over its address's budget: no routing, no hooks, no handshake. */
+function refuseTooMany (socket: Socket, retryAfter: number): void {
+  socket.on('error', () => {})
+  // A peer that never closes its side is not waited for.
+  socket.setTimeout(CLOSE_TIMEOUT, () => socket.destroy())
+  socket.end(`HTTP/1.1 429 Too Many Requests\r\nRetry-After: ${retryAfter}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+}
+
 async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOptions): Promise<void> {
   if (fastify.hasPlugin('@fastify/websocket')) throw new FRT_ERR_WS_CONFLICT()
   const settings = settingsOf(options)
@@ -359,6 +416,22 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
   })
 
   upgradeListeners = fastify.server.listeners('upgrade').filter((listener) => !listenersBefore.has(listener))
+  if (settings.upgradeRateLimit !== false) {
+    // A reconnect loop from one address costs the server a refused request, not a handshake and a
+    // connection: the budget is checked before @fastify/websocket routes the request.
+    const spend = upgradeBudget(settings.upgradeRateLimit)
+    const listeners = upgradeListeners
+    for (const listener of listeners) fastify.server.removeListener('upgrade', listener as () => void)
+    const limitUpgrades = function limitUpgrades (this: unknown, request: IncomingMessage, socket: Socket, head: Buffer): void {
+      // An injected upgrade (injectWS) has no remote address and is not counted.
+      const address = socket.remoteAddress
+      const retryAfter = address === undefined ? 0 : spend(address)
+      if (retryAfter > 0) return refuseTooMany(socket, retryAfter)
+      for (const listener of listeners) listener.call(this, request, socket, head)
+    }
+    fastify.server.on('upgrade', limitUpgrades)
+    upgradeListeners = [limitUpgrades]
+  }
   fastify.decorateRequest(kAuth, null)
   fastify.decorate('ws', function ws (this: FastifyInstance, url: string, routeOptions: WsRouteOptions<any>) {
     registerRoute(this, url, routeOptions, settings, host)
