@@ -18,6 +18,7 @@
 //   stopFeed                      stops it
 //   close                         app.close(), then the process exits
 
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifySse, fastifyWs } from 'fastify-realtime'
@@ -99,6 +100,9 @@ function maxUnsent () {
 const turn = () => new Promise((resolve) => setImmediate(resolve))
 const sleep = (/** @type {number} */ ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+loopDelay.enable()
+
 /** @type {NodeJS.Timeout | undefined} */
 let feedTimer
 
@@ -139,6 +143,13 @@ const commands = {
   stopFeed () {
     clearInterval(feedTimer)
     return {}
+  },
+  // The server's event-loop delay since the last call (p99 and max, ms): how long any connection's
+  // work waited for the loop, whatever the measuring clients' own process went through.
+  loopDelay () {
+    const result = { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 }
+    loopDelay.reset()
+    return result
   },
   async close () {
     clearInterval(feedTimer)

@@ -624,6 +624,9 @@ function signed (value) {
  * @property {number} p50 ms, under attack
  * @property {number} p99 ms
  * @property {string} peers what the hostile peers did
+ * @property {number} baselineLoopP99 ms, the server's event-loop delay p99 with no hostile peer
+ * @property {number} loopP99 ms, the same next to them
+ * @property {number} loopMax ms, its maximum next to them
  */
 
 /** @param {number[]} samples @param {number} q */
@@ -719,11 +722,15 @@ async function hostilePhase () {
     // drifts over a run, and a ratio to a baseline minutes old would measure that drift.
     for (const attack of [...ATTACKS.map((name) => [name]), ATTACKS]) {
       const scenario = attack.length === 1 ? attack[0] ?? '' : 'all at once'
+      await server.request('loopDelay')
       const baseline = await measureEcho(clients, LATENCY.measureMs)
+      const baselineLoop = await server.request('loopDelay')
       if (attack.includes('never-reader')) await server.request('feed', { topic: 'firehose', bytes: FIREHOSE.bytes, everyMs: FIREHOSE.everyMs })
       await attackers.run(attack)
       await sleep(LATENCY.warmMs)
+      await server.request('loopDelay')
       const samples = await measureEcho(clients, LATENCY.measureMs)
+      const loop = await server.request('loopDelay')
       const counts = await attackers.stop()
       await server.request('stopFeed')
       const row = {
@@ -733,13 +740,17 @@ async function hostilePhase () {
         samples: samples.length,
         p50: quantile(samples, 0.5),
         p99: quantile(samples, 0.99),
-        peers: Object.entries(counts).map(([name, { connections, errors }]) => `${name}: ${connections} connections${errors > 0 ? `, ${errors} refused or reset` : ''}`).join('; ')
+        peers: Object.entries(counts).map(([name, { connections, errors }]) => `${name}: ${connections} connections${errors > 0 ? `, ${errors} refused or reset` : ''}`).join('; '),
+        baselineLoopP99: baselineLoop.p99,
+        loopP99: loop.p99,
+        loopMax: loop.max
       }
       rows.push(row)
       const p50Ratio = row.p50 / row.baselineP50
       const p99Ratio = row.p99 / row.baselineP99
-      const flag = p50Ratio > 2 || p99Ratio > 2 ? '  <-- over 2x' : ''
-      log(`  ${scenario}: p50 ${row.baselineP50.toFixed(2)} -> ${row.p50.toFixed(2)} ms (${p50Ratio.toFixed(2)}x), p99 ${row.baselineP99.toFixed(2)} -> ${row.p99.toFixed(2)} ms (${p99Ratio.toFixed(2)}x)${flag}; ${row.peers}`)
+      const loopRatio = row.loopP99 / row.baselineLoopP99
+      const flag = p50Ratio > 2 || p99Ratio > 2 || loopRatio > 2 ? '  <-- over 2x' : ''
+      log(`  ${scenario}: p50 ${row.baselineP50.toFixed(2)} -> ${row.p50.toFixed(2)} ms (${p50Ratio.toFixed(2)}x), p99 ${row.baselineP99.toFixed(2)} -> ${row.p99.toFixed(2)} ms (${p99Ratio.toFixed(2)}x), server loop delay p99 ${row.baselineLoopP99.toFixed(1)} -> ${row.loopP99.toFixed(1)} ms (${loopRatio.toFixed(2)}x, max ${row.loopMax.toFixed(1)})${flag}; ${row.peers}`)
       await sleep(LATENCY.quietMs)
     }
     return rows
@@ -826,10 +837,10 @@ lines.push(churn === undefined
   ? '| failed | | | | | | | | |'
   : `| ${fmt(churn.cycles)} | ${fmt(churn.seconds, 1)} s | ${fmt(churn.heapBeforeMB, 1)} MB | ${fmt(churn.heapAfterMB, 1)} MB | ${signed(churn.heapDeltaMB)} | ${fmt(churn.rssBeforeMB, 1)} MB | ${fmt(churn.rssAfterMB, 1)} MB | ${signed(churn.rssDeltaMB)} | ${MEMORY_LIMIT_MB} MB |`)
 lines.push('', `SSE and WebSocket in turn, each subscribed (confirmed by the server), then gone: SSE by a FIN or an abrupt close, WebSocket by a close handshake or an abrupt close; ${CHURN.concurrency} at a time. Memory is the server's after a full GC with no connection open. "Before" is after ${fmt(CHURN.warmup)} warm-up cycles, during which V8 grows its young generation to the size it keeps under this load${churn === undefined ? '' : ` (heapTotal ${fmt(churn.heapTotalBeforeMB, 1)} MB after it, ${fmt(churn.heapTotalAfterMB, 1)} MB at the end)`}; from a cold start${churn === undefined ? '' : ` (heap ${fmt(churn.heapColdMB, 1)} MB, RSS ${fmt(churn.rssColdMB, 1)} MB)`} that growth would count as RSS. After every ${fmt(CHURN.cycles / CHURN.checkpoints)} cycles: ${churn?.trajectory.join('; ') ?? '-'}.`, '')
-lines.push('## 4. Latency of well-behaved clients next to hostile peers', '', `${LATENCY.clients} WebSocket clients, each with one echo request in flight and ${LATENCY.gapMs} ms between requests: ${LATENCY.measureMs / 1000} s with no hostile peer, then ${LATENCY.measureMs / 1000} s next to them (after ${LATENCY.warmMs} ms to start). A ratio over 2x is flagged.`, '', '| hostile peers | p50 alone | p50 with them | ratio | p99 alone | p99 with them | ratio | round trips | what they did |', '|---|---|---|---|---|---|---|---|---|')
+lines.push('## 4. Latency of well-behaved clients next to hostile peers', '', `${LATENCY.clients} WebSocket clients, each with one echo request in flight and ${LATENCY.gapMs} ms between requests: ${LATENCY.measureMs / 1000} s with no hostile peer, then ${LATENCY.measureMs / 1000} s next to them (after ${LATENCY.warmMs} ms to start). The server's event-loop delay (\`monitorEventLoopDelay\`, 1 ms resolution) is measured in the server over the same windows: it is what any connection's work waited for, free of the measuring process's own scheduling on a core it shares with the hostile peers. A ratio over 2x is flagged.`, '', '| hostile peers | p50 alone | p50 with them | ratio | p99 alone | p99 with them | ratio | server loop delay p99 alone | with them | ratio | round trips | what they did |', '|---|---|---|---|---|---|---|---|---|---|---|---|')
 for (const row of latency ?? []) {
   const ratio = (/** @type {number} */ value) => `${fmt(value, 2)}x${value > 2 ? ' **over 2x**' : ''}`
-  lines.push(`| ${row.scenario} | ${fmt(row.baselineP50, 2)} ms | ${fmt(row.p50, 2)} ms | ${ratio(row.p50 / row.baselineP50)} | ${fmt(row.baselineP99, 2)} ms | ${fmt(row.p99, 2)} ms | ${ratio(row.p99 / row.baselineP99)} | ${fmt(row.samples)} | ${row.peers} |`)
+  lines.push(`| ${row.scenario} | ${fmt(row.baselineP50, 2)} ms | ${fmt(row.p50, 2)} ms | ${ratio(row.p50 / row.baselineP50)} | ${fmt(row.baselineP99, 2)} ms | ${fmt(row.p99, 2)} ms | ${ratio(row.p99 / row.baselineP99)} | ${fmt(row.baselineLoopP99, 1)} ms | ${fmt(row.loopP99, 1)} ms | ${ratio(row.loopP99 / row.baselineLoopP99)} | ${fmt(row.samples)} | ${row.peers} |`)
 }
 if (latency === undefined) lines.push('| failed | | | | | | | | |')
 lines.push('')
