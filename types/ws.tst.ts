@@ -6,6 +6,8 @@ import {
   defineContract,
   fastifyWs,
   publicError,
+  type FastifyWsOptions,
+  type UpgradeRateLimitOptions,
   type Connection,
   type RealtimeUser
 } from 'fastify-realtime'
@@ -21,6 +23,7 @@ app.register(fastifyWs, {
   authenticate: async (request) => bearerToken(request) ?? null,
   origins: ['https://app.example.com'],
   rateLimit: { messages: 10, intervalMs: 1000 },
+  upgradeRateLimit: { upgrades: 50, intervalMs: 1000 },
   heartbeat: false,
   maxPayload: 1024,
   perMessageDeflate: false
@@ -99,4 +102,9 @@ test('typed topics of any contract can be (un)subscribed anywhere', () => {
     const stream = reply.sse()
     expect(stream.subscribe([app.realtime.topic('a', { contract: chat }), app.realtime.topic('b', { contract: other }), app.realtime.topic('c')])).type.toBe<Promise<void>>()
   })
+})
+
+test('upgradeRateLimit takes { upgrades, intervalMs } or false', () => {
+  expect<UpgradeRateLimitOptions>().type.toBe<{ upgrades: number, intervalMs: number }>()
+  expect<FastifyWsOptions['upgradeRateLimit']>().type.toBe<UpgradeRateLimitOptions | false | undefined>()
 })
