@@ -471,10 +471,7 @@ export class SseStreamImpl implements Sink, Corkable {
   private finish (): void {
     this.isOpen = false
     const raw = this.raw as ServerResponse
-    if (this.onDrain !== undefined) {
-      raw.removeListener('drain', this.onDrain)
-      this.socket?.removeListener('drain', this.onDrain)
-    }
+    if (this.onDrain !== undefined) (this.socket ?? raw).removeListener('drain', this.onDrain)
     this.request.raw.removeListener('error', onGone)
     this.host.open.delete(this)
     if (this.heartbeatInterval > 0) this.host.heartbeats.remove(this.heartbeatInterval, this)

@@ -295,21 +295,25 @@ export class ConnectionImpl implements Sink, Corkable {
    * through ws otherwise. Closes a consumer whose unsent bytes pass maxBufferedBytes. @internal
    */
   write (frame: Buffer): void {
-    if (!this.writable) return
-    const tcp = this.tcp
-    corkForTick(this, tcp)
-    if (this.plain) tcp.write(frame)
-    else this.socket.send(framePayload(frame), { binary: false })
-    flushLargeCork(this, tcp)
-    if (this.socket.bufferedAmount > this.maxBufferedBytes) this.cutSlowConsumer()
+    if (this.plain) this.out(frame, true)
+    else this.out(framePayload(frame), false)
   }
 
-  /** Sends a text message through ws (replies, errors, conn.send), batched with the tick's other writes. */
+  /** Sends a text message through ws (replies, errors, conn.send). */
   private writeText (text: string): void {
+    this.out(text, false)
+  }
+
+  /**
+   * Writes a whole frame to the socket (`raw`) or a message through ws, batched with the tick's
+   * other writes; closes a consumer whose unsent bytes pass maxBufferedBytes.
+   */
+  private out (data: Buffer | string, raw: boolean): void {
     if (!this.writable) return
     const tcp = this.tcp
     corkForTick(this, tcp)
-    this.socket.send(text, { binary: false })
+    if (raw) tcp.write(data)
+    else this.socket.send(data, { binary: false })
     flushLargeCork(this, tcp)
     if (this.socket.bufferedAmount > this.maxBufferedBytes) this.cutSlowConsumer()
   }

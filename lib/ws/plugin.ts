@@ -176,28 +176,25 @@ function functionOption<T> (name: string, value: unknown): T | undefined {
   return value as T | undefined
 }
 
-function rateLimitOption (value: unknown): RateLimitOptions | false {
+/** A `{ <count>, intervalMs }` limit (both positive integers), or false. */
+function limitOption (name: string, count: string, value: unknown): Record<string, number> | false {
   if (value === false) return false
-  const { messages, intervalMs } = (value ?? {}) as Record<string, unknown>
-  if (typeof value !== 'object' || messages === undefined || intervalMs === undefined) {
-    throw new FRT_ERR_INVALID_OPTION('rateLimit', 'expected { messages, intervalMs } (both positive integers) or false')
+  const fields = (value ?? {}) as Record<string, unknown>
+  if (typeof value !== 'object' || fields[count] === undefined || fields.intervalMs === undefined) {
+    throw new FRT_ERR_INVALID_OPTION(name, `expected { ${count}, intervalMs } (both positive integers) or false`)
   }
   return Object.freeze({
-    messages: positiveInteger('rateLimit.messages', messages, undefined) as number,
-    intervalMs: positiveInteger('rateLimit.intervalMs', intervalMs, undefined) as number
+    [count]: positiveInteger(`${name}.${count}`, fields[count], undefined) as number,
+    intervalMs: positiveInteger(`${name}.intervalMs`, fields.intervalMs, undefined) as number
   })
 }
 
+function rateLimitOption (value: unknown): RateLimitOptions | false {
+  return limitOption('rateLimit', 'messages', value) as RateLimitOptions | false
+}
+
 function upgradeRateLimitOption (value: unknown): UpgradeRateLimitOptions | false {
-  if (value === false) return false
-  const { upgrades, intervalMs } = (value ?? {}) as Record<string, unknown>
-  if (typeof value !== 'object' || upgrades === undefined || intervalMs === undefined) {
-    throw new FRT_ERR_INVALID_OPTION('upgradeRateLimit', 'expected { upgrades, intervalMs } (both positive integers) or false')
-  }
-  return Object.freeze({
-    upgrades: positiveInteger('upgradeRateLimit.upgrades', upgrades, undefined) as number,
-    intervalMs: positiveInteger('upgradeRateLimit.intervalMs', intervalMs, undefined) as number
-  })
+  return limitOption('upgradeRateLimit', 'upgrades', value) as UpgradeRateLimitOptions | false
 }
 
 function settingsOf (options: FastifyWsOptions): WsSettings {
@@ -334,9 +331,14 @@ function guardRoute (policy: OriginPolicy | undefined) {
   }
 }
 
-function refuseLateUpgrade (_request: unknown, socket: Socket): void {
+/** Answers an upgrade request with a bare HTTP status and ends its socket; a peer's socket errors are ignored. */
+function answerUpgrade (socket: Socket, status: string, headers = ''): void {
   socket.on('error', () => {})
-  socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+  socket.end(`HTTP/1.1 ${status}\r\n${headers}Connection: close\r\nContent-Length: 0\r\n\r\n`)
+}
+
+function refuseLateUpgrade (_request: unknown, socket: Socket): void {
+  answerUpgrade(socket, '503 Service Unavailable')
 }
 
 /**
@@ -360,10 +362,9 @@ function upgradeBudget (limit: UpgradeRateLimitOptions): (address: string) => nu
 
 /** HTTP 429 to an upgrade over its address's budget: no routing, no hooks, no handshake. */
 function refuseTooMany (socket: Socket, retryAfter: number): void {
-  socket.on('error', () => {})
   // A peer that never closes its side is not waited for.
   socket.setTimeout(CLOSE_TIMEOUT, () => socket.destroy())
-  socket.end(`HTTP/1.1 429 Too Many Requests\r\nRetry-After: ${retryAfter}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+  answerUpgrade(socket, '429 Too Many Requests', `Retry-After: ${retryAfter}\r\n`)
 }
 
 async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOptions): Promise<void> {
