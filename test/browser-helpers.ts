@@ -2,7 +2,6 @@
 // through playwright-core: a real EventSource and a real WebSocket, which this project did not write.
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
-import net from 'node:net'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import type { Test } from 'tap'
 
@@ -73,16 +72,4 @@ export function textsOf (page: Page, selector: string): Promise<string[]> {
 export async function screenshot (page: Page, name: string): Promise<void> {
   await mkdir(SCREENSHOTS, { recursive: true })
   await page.screenshot({ path: new URL(`${name}.png`, SCREENSHOTS).pathname, fullPage: true })
-}
-
-/** A loopback port free right now, for a server whose origin must be known before it listens. */
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 }

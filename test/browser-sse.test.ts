@@ -6,7 +6,8 @@ import t from 'tap'
 import { fastifySse, memoryBroker, type Broker } from 'fastify-realtime'
 import counter, { ticksContract } from '../examples/counter.js'
 import cors, { corsPage } from '../examples/cors.js'
-import { freePort, launchBrowser, openPage, screenshot, textsOf, waitForText } from './browser-helpers.js'
+import { launchBrowser, openPage, screenshot, textsOf, waitForText } from './browser-helpers.js'
+import { freePort } from './helpers.js'
 
 const browser = await launchBrowser(t)
 

@@ -10,12 +10,12 @@ import type { Test } from 'tap'
 import WebSocket from 'ws'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import { sleep, within } from './ws-helpers.js'
+import { recordEscapes } from './helpers.js'
 
 /** The liveness bound of app.close() in every fault case. */
 export const CLOSE_WITHIN = 2000
 
-const escaped: unknown[] = []
-const onEscape = (err: unknown): void => { escaped.push(err) }
+let escaped: unknown[] = []
 const liveTimers = new Map<number, { _onTimeout?: { name?: string } }>()
 const timerHook = createHook({
   init (asyncId, type, _trigger, resource) { if (type === 'Timeout') liveTimers.set(asyncId, resource as never) },
@@ -24,14 +24,9 @@ const timerHook = createHook({
 
 /** Starts watching this file's process; call once, at the top of a fault test file. */
 export function watchProcess (t: Test): void {
-  process.on('uncaughtException', onEscape)
-  process.on('unhandledRejection', onEscape)
+  escaped = recordEscapes(t)
   timerHook.enable()
-  t.teardown(() => {
-    timerHook.disable()
-    process.off('uncaughtException', onEscape)
-    process.off('unhandledRejection', onEscape)
-  })
+  t.teardown(() => { timerHook.disable() })
 }
 
 /** Active resources by type, and `Timeout (ref'd or not)`: every timer not yet fired or cleared. */

@@ -4,82 +4,18 @@
 // within 2 s, what was in flight settles, and the broker leaves no socket or timer behind, even
 // while Redis is still paused. Recovery after a pause or a restart is redis-faults.test.ts's part.
 // Each case starts a redis-server of its own (it pauses and kills it), like redis-faults.test.ts.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
-import net from 'node:net'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
 import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifySse, fastifyWs } from '../lib/index.js'
 import { redisBroker } from '../lib/redis.js'
+import { RedisServer } from './redis-harness.js'
 import { CLOSE_WITHIN, excessAfter, fault, outcomeWithin, resourceCounts, sseGet, until, watchProcess, wsOpen, type Scope } from './fault-harness.js'
 import { sleep, within } from './ws-helpers.js'
 
 const feed = defineContract({ events: { tick: Type.Object({ n: Type.Integer() }) } })
-
-/** A private redis-server on a free loopback port, killed by the case's end. */
-interface RedisServer {
-  url: string
-  pause (): void
-  resume (): void
-  kill (): Promise<void>
-}
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-function pong (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1')
-    const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
-    socket.setTimeout(500, () => done(false))
-    socket.on('error', () => done(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (chunk) => done(chunk.toString().startsWith('+PONG')))
-  })
-}
-
-async function startRedis (scope: Scope): Promise<RedisServer> {
-  const port = await freePort()
-  const dir = mkdtempSync(path.join(tmpdir(), 'frt-faults-redis-'))
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  child.on('error', () => {})
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const kill = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      try { process.kill(child.pid as number, 'SIGCONT') } catch {}
-      child.kill('SIGKILL')
-    }
-    await within(exited, 5000, 'redis-server to exit')
-  }
-  scope.defer(async () => {
-    await kill()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  await within((async () => {
-    while (!(await pong(port))) {
-      if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`)
-      await sleep(20)
-    }
-  })(), 5000, 'redis-server answering PING')
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    pause: () => { process.kill(child.pid as number, 'SIGSTOP') },
-    resume: () => { process.kill(child.pid as number, 'SIGCONT') },
-    kill
-  }
-}
 
 /**
  * An app on a redisBroker (passed in: the case closes it), no forceCloseConnections: GET /sse
@@ -117,7 +53,7 @@ function suite (): void {
   watchProcess(t)
 
   fault(t, 'Redis paused (kill -STOP) under traffic: app.close() and broker.close() resolve within 2 s, what was in flight settles, nothing is left behind', async (t, scope) => {
-    const redis = await startRedis(scope)
+    const redis = await RedisServer.start((cleanup) => scope.defer(cleanup))
     scope.defer(() => redis.resume()) // before the kill, so the server can exit
     const baseline = resourceCounts()
     const s = await serve(scope, redis.url)
@@ -151,7 +87,7 @@ function suite (): void {
   }, 3000)
 
   fault(t, 'Redis killed (SIGKILL), not restarted, under traffic: clients stay open, publishes reject, app.close() and broker.close() resolve within 2 s, nothing is left behind', async (t, scope) => {
-    const redis = await startRedis(scope)
+    const redis = await RedisServer.start((cleanup) => scope.defer(cleanup))
     const s = await serve(scope, redis.url)
     const sse = await sseGet(scope, `${s.url}/sse`)
     const ws = await wsOpen(scope, `${s.url}/ws`)
@@ -161,7 +97,7 @@ function suite (): void {
     await sse.waitFor(1)
     await ws.waitFor((frame) => frame.data?.n === 0)
 
-    await redis.kill()
+    await redis.stop('SIGKILL')
     await sleep(100) // the broker sees its connections close and starts reconnecting
     for (let n = 1; n <= 3; n++) {
       await t.rejects(within(s.lobby.publish('tick', { n }), CLOSE_WITHIN, 'a publish while Redis is down'), { code: 'FRT_ERR_BROKER_UNAVAILABLE' })

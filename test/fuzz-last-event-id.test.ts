@@ -5,7 +5,7 @@ import { Type } from '@sinclair/typebox'
 import { defineContract, memoryBroker, type Topic } from '../lib/index.js'
 import { formatEventId, parseEventId } from '../lib/hub/event-id.js'
 import { injectSSE, type SseEvent } from '../lib/testing.js'
-import { build, listen } from './helpers.js'
+import { build, listen, recordEscapes } from './helpers.js'
 import { buildWs, openWS, sleep, within } from './ws-helpers.js'
 
 // Resume points from the client, fuzzed: `Last-Event-ID` (and `?lastEventId=`) on SSE, `after` on
@@ -14,14 +14,7 @@ import { buildWs, openWS, sleep, within } from './ws-helpers.js'
 // then the stream goes live. Nothing throws; nothing is replayed twice.
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
-const escaped: unknown[] = []
-const onEscape = (err: unknown): void => { escaped.push(err) }
-process.on('uncaughtException', onEscape)
-process.on('unhandledRejection', onEscape)
-t.teardown(() => {
-  process.off('uncaughtException', onEscape)
-  process.off('unhandledRejection', onEscape)
-})
+const escaped = recordEscapes(t)
 
 const RUNS = 300
 const CANONICAL = /^(0|[1-9]\d*)-(0|[1-9]\d*)$/

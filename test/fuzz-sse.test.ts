@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import type { EventSourceMessage } from 'eventsource-parser'
 import { defineContract, type SseStream } from '../lib/index.js'
 import { EventStreamParser, type ParsedEvent } from '../lib/sse/parser.js'
-import { build, connect, deferred, listen, type RealClient } from './helpers.js'
+import { build, connect, deferred, listen, recordEscapes, type RealClient } from './helpers.js'
 import { sleep, within } from './ws-helpers.js'
 
 // The SSE framer fuzzed end to end: what reply.sse() streams write on a real socket, read by
@@ -14,14 +14,7 @@ import { sleep, within } from './ws-helpers.js'
 // nothing. (The framing functions alone are fuzzed in sse-framing.test.ts.)
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
-const escaped: unknown[] = []
-const onEscape = (err: unknown): void => { escaped.push(err) }
-process.on('uncaughtException', onEscape)
-process.on('unhandledRejection', onEscape)
-t.teardown(() => {
-  process.off('uncaughtException', onEscape)
-  process.off('unhandledRejection', onEscape)
-})
+const escaped = recordEscapes(t)
 
 /** Characters that could end a field or start another, and lone surrogates (sent as U+FFFD). */
 const TRICKY = fc.oneof(

@@ -17,6 +17,7 @@ import {
   within,
   wsUpgrade
 } from './ws-helpers.js'
+import { recordEscapes } from './helpers.js'
 
 // The WebSocket message router against arbitrary input, checked against a reference model written
 // from API.md: every frame gets exactly the answer the model predicts (a reply, or an error frame
@@ -25,14 +26,7 @@ import {
 // inbound and outbound. (parseMessage alone is fuzzed in ws-protocol.test.ts.)
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
-const escaped: unknown[] = []
-const onEscape = (err: unknown): void => { escaped.push(err) }
-process.on('uncaughtException', onEscape)
-process.on('unhandledRejection', onEscape)
-t.teardown(() => {
-  process.off('uncaughtException', onEscape)
-  process.off('unhandledRejection', onEscape)
-})
+const escaped = recordEscapes(t)
 
 const messages = {
   add: Type.Object({ a: Type.Integer(), b: Type.Integer() }),

@@ -13,6 +13,34 @@ export async function build (t: Test, options: FastifySseOptions = {}, serverOpt
   return app
 }
 
+/**
+ * Records every uncaughtException and unhandledRejection until the test (or file) `t` ends: the
+ * caller asserts the list is empty.
+ */
+export function recordEscapes (t: Test): unknown[] {
+  const escaped: unknown[] = []
+  const onEscape = (err: unknown): void => { escaped.push(err) }
+  process.on('uncaughtException', onEscape)
+  process.on('unhandledRejection', onEscape)
+  t.teardown(() => {
+    process.off('uncaughtException', onEscape)
+    process.off('unhandledRejection', onEscape)
+  })
+  return escaped
+}
+
+/** A loopback port free right now, for a server whose port must be known before it listens. */
+export function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
 /** Listens on a private loopback port; returns the base URL. */
 export async function listen (app: { listen: (options: { port: number, host: string }) => Promise<string> }): Promise<string> {
   return app.listen({ port: 0, host: '127.0.0.1' })

@@ -3,12 +3,9 @@
 // other test files: publishes reject and then recover, connections survive, no event is delivered
 // twice, resumable events are not lost. A small TCP proxy stands in for a flaky link where a fault
 // must hit one connection only (a reply lost on the wire, one instance's reader lagging behind).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { RedisBrokerOptions } from '../lib/redis.js'
@@ -21,9 +18,11 @@ import {
   readEventsUntil,
   readUntil,
   transports,
+  RedisServer,
   type Instance
 } from './redis-harness.js'
 import { sleep, within } from './ws-helpers.js'
+import { recordEscapes } from './helpers.js'
 
 /** Short, so a paused Redis fails a publish quickly; the assertions never measure it. */
 const COMMAND_TIMEOUT = 300
@@ -34,8 +33,7 @@ function instance (t: Test, url: string, ns: string, options: Partial<RedisBroke
 }
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
-const escaped: unknown[] = []
-const onEscape = (err: unknown): void => { escaped.push(err) }
+const escaped = recordEscapes(t)
 
 function namespace (): string {
   return `faults-${randomUUID()}`
@@ -43,118 +41,6 @@ function namespace (): string {
 
 function keyOf (ns: string): string {
   return `frt:{${ns}}:log`
-}
-
-// ---- a redis-server of our own ----
-
-const children = new Set<ChildProcess>()
-// Should the process die without its teardowns, leave no server behind.
-process.on('exit', () => {
-  for (const child of children) {
-    try { process.kill(child.pid as number, 'SIGCONT') } catch {}
-    try { process.kill(child.pid as number, 'SIGKILL') } catch {}
-  }
-})
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-/** Resolves once something on `port` answers PING with PONG. */
-function ping (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1')
-    let reply = ''
-    const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
-    socket.setTimeout(500, () => done(false))
-    socket.on('error', () => done(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (chunk) => {
-      reply += chunk.toString()
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'))
-    })
-  })
-}
-
-class RedisServer {
-  readonly port: number
-  private readonly dir: string
-  private child: ChildProcess | undefined
-  private exited: Promise<void> = Promise.resolve()
-  private paused = false
-
-  private constructor (port: number, dir: string) {
-    this.port = port
-    this.dir = dir
-  }
-
-  /** Starts a server on a free port; it is killed when the test ends. */
-  static async start (t: Test): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), mkdtempSync(path.join(tmpdir(), 'frt-faults-')))
-    t.teardown(() => server.destroy())
-    await server.start()
-    return server
-  }
-
-  get url (): string {
-    return `redis://127.0.0.1:${this.port}`
-  }
-
-  /** (Re)starts the server on the same port with an empty dataset; resolves on PONG. */
-  async start (): Promise<void> {
-    const child = spawn('redis-server', [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir
-    ], { stdio: 'ignore' })
-    this.child = child
-    children.add(child)
-    this.exited = new Promise((resolve) => child.once('exit', () => {
-      children.delete(child)
-      resolve()
-    }))
-    child.on('error', () => {})
-    await within((async () => {
-      while (!(await ping(this.port))) {
-        if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`)
-        await sleep(20)
-      }
-    })(), 5000, 'redis-server answering PING')
-  }
-
-  /** kill -STOP: the process stops, its sockets stay open, the kernel still accepts connections. */
-  pause (): void {
-    process.kill((this.child as ChildProcess).pid as number, 'SIGSTOP')
-    this.paused = true
-  }
-
-  /** kill -CONT */
-  resume (): void {
-    process.kill((this.child as ChildProcess).pid as number, 'SIGCONT')
-    this.paused = false
-  }
-
-  /** Stops the server (its data is gone: no persistence) and waits for it to exit. */
-  async stop (signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
-    if (this.paused) this.resume()
-    this.child?.kill(signal)
-    await within(this.exited, 5000, `redis-server to exit on ${signal}`)
-  }
-
-  async destroy (): Promise<void> {
-    const child = this.child
-    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
-      try { process.kill(child.pid as number, 'SIGCONT') } catch {}
-      child.kill('SIGKILL')
-      await within(this.exited, 5000, 'redis-server to exit')
-    }
-    rmSync(this.dir, { recursive: true, force: true })
-  }
 }
 
 // ---- a proxy that can fail one connection ----
@@ -280,12 +166,6 @@ if (!hasRedisServer) {
     t.plan(0, 'redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)')
   }
 } else {
-  process.on('uncaughtException', onEscape)
-  process.on('unhandledRejection', onEscape)
-  t.teardown(() => {
-    process.off('uncaughtException', onEscape)
-    process.off('unhandledRejection', onEscape)
-  })
   suite()
 }
 
@@ -304,7 +184,7 @@ function suite (): void {
   }
 
   test('Redis paused (kill -STOP): publishes reject, connections stay, and after kill -CONT every event arrives once', async (t) => {
-    const server = await RedisServer.start(t)
+    const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
     const ns = namespace()
     const a = await instance(t, server.url, ns)
     const b = await instance(t, server.url, ns)
@@ -351,7 +231,7 @@ function suite (): void {
 
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     test(`Redis stopped (${signal}) and restarted empty: publishes reject at once, connections stay, readers resume`, async (t) => {
-      const server = await RedisServer.start(t)
+      const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
       const ns = namespace()
       const a = await instance(t, server.url, ns)
       const b = await instance(t, server.url, ns)
@@ -391,7 +271,7 @@ function suite (): void {
 
   test('a recreated stream whose ids are below the readers\' cursor is read from its start', async (t) => {
     // A Redis whose clock is behind the old one (failover, restart elsewhere) issues ids below the cursor.
-    const server = await RedisServer.start(t)
+    const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
     const ns = namespace()
     const a = await instance(t, server.url, ns)
     const b = await instance(t, server.url, ns)
@@ -416,7 +296,7 @@ function suite (): void {
   })
 
   test('a stream opened while Redis is unreachable gets every event published once it is back', async (t) => {
-    const server = await RedisServer.start(t)
+    const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
     const proxy = await startProxy(t, server.port)
     const ns = namespace()
     const b = await instance(t, server.url, ns)
@@ -437,7 +317,7 @@ function suite (): void {
 
   for (const [name, open] of Object.entries(transports)) {
     test(`${name}: a subscription made while the broker is still connecting gets what another instance publishes once subscribe() resolved`, async (t) => {
-      const server = await RedisServer.start(t)
+      const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
       const proxy = await startProxy(t, server.port)
       const ns = namespace()
       const a = await instance(t, server.url, ns)
@@ -457,7 +337,7 @@ function suite (): void {
 
   for (const [name, open] of Object.entries(transports)) {
     test(`${name}: on an instance that has just started, a new client gets nothing from before it subscribed and a resumed one nothing twice`, async (t) => {
-      const server = await RedisServer.start(t)
+      const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
       const proxy = await startProxy(t, server.port)
       const ns = namespace()
       const a = await instance(t, server.url, ns)
@@ -484,7 +364,7 @@ function suite (): void {
   }
 
   test('Redis answering with errors (the key overwritten with a string): publishes reject, readers retry, both recover', async (t) => {
-    const server = await RedisServer.start(t)
+    const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
     const ns = namespace()
     const a = await instance(t, server.url, ns)
     const clients = [await openSse(a), await openWs(a)]
@@ -514,7 +394,7 @@ function suite (): void {
   })
 
   test('publishes while the connection to a paused Redis is being set up reject, and leak no listener', async (t) => {
-    const server = await RedisServer.start(t)
+    const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
     const warnings: Error[] = []
     const onWarning = (warning: Error): void => { warnings.push(warning) }
     process.on('warning', onWarning)
@@ -532,7 +412,7 @@ function suite (): void {
   })
 
   test('a publish whose XADD reached Redis but whose reply was lost is in the log and delivered once', async (t) => {
-    const server = await RedisServer.start(t)
+    const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
     const proxy = await startProxy(t, server.port)
     const ns = namespace()
     const a = await instance(t, proxy.url, ns)
@@ -555,7 +435,7 @@ function suite (): void {
 
   for (const [name, open] of Object.entries(transports)) {
     test(`${name}: resuming on an instance whose reader lags behind the client's last id delivers nothing twice`, async (t) => {
-      const server = await RedisServer.start(t)
+      const server = await RedisServer.start((cleanup) => t.teardown(cleanup))
       const proxy = await startProxy(t, server.port)
       const ns = namespace()
       const a = await instance(t, server.url, ns)

@@ -1,11 +1,18 @@
 // What the Redis tests share: one Fastify instance per broker with an SSE route and a WS route on
-// the `lobby` topic, and clients of either transport seen through one interface.
+// the `lobby` topic, clients of either transport seen through one interface, and a redis-server of
+// a test's own.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifySse, fastifyWs, type Broker, type Topic } from '../lib/index.js'
 import { redisBroker, type RedisBrokerOptions } from '../lib/redis.js'
 import { connectWS, injectSSE, type ConnectedWS, type InjectedSSE } from '../lib/testing.js'
+import { freePort } from './helpers.js'
 import { sleep, within } from './ws-helpers.js'
 
 export const chat = defineContract({
@@ -159,4 +166,109 @@ export async function readEventsUntil (client: Client, last: string, max: number
 
 export async function readUntil (client: Client, last: string, max: number): Promise<string[]> {
   return (await readEventsUntil(client, last, max)).map((event) => event.id)
+}
+
+// ---- a redis-server of our own, for the tests that pause, kill and restart it ----
+
+const children = new Set<ChildProcess>()
+// Should the process die without its teardowns, leave no server behind.
+process.on('exit', () => {
+  for (const child of children) {
+    try { process.kill(child.pid as number, 'SIGCONT') } catch {}
+    try { process.kill(child.pid as number, 'SIGKILL') } catch {}
+  }
+})
+
+/** Resolves once something on `port` answers PING with PONG. */
+function ping (port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let reply = ''
+    const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
+    socket.setTimeout(500, () => done(false))
+    socket.on('error', () => done(false))
+    socket.on('connect', () => socket.write('PING\r\n'))
+    socket.on('data', (chunk) => {
+      reply += chunk.toString()
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'))
+    })
+  })
+}
+
+/** A private redis-server (no persistence) that a test can pause, stop and restart. */
+export class RedisServer {
+  readonly port: number
+  private readonly dir: string
+  private child: ChildProcess | undefined
+  private exited: Promise<void> = Promise.resolve()
+  private paused = false
+
+  private constructor (port: number, dir: string) {
+    this.port = port
+    this.dir = dir
+  }
+
+  /**
+   * Starts a server on a free port; `onEnd` receives its cleanup (kill it, remove its directory),
+   * e.g. `(cleanup) => t.teardown(cleanup)`.
+   */
+  static async start (onEnd: (cleanup: () => Promise<void>) => void): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), mkdtempSync(path.join(tmpdir(), 'frt-faults-')))
+    onEnd(() => server.destroy())
+    await server.start()
+    return server
+  }
+
+  get url (): string {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  /** (Re)starts the server on the same port with an empty dataset; resolves on PONG. */
+  async start (): Promise<void> {
+    const child = spawn('redis-server', [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir
+    ], { stdio: 'ignore' })
+    this.child = child
+    children.add(child)
+    this.exited = new Promise((resolve) => child.once('exit', () => {
+      children.delete(child)
+      resolve()
+    }))
+    child.on('error', () => {})
+    await within((async () => {
+      while (!(await ping(this.port))) {
+        if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`)
+        await sleep(20)
+      }
+    })(), 5000, 'redis-server answering PING')
+  }
+
+  /** kill -STOP: the process stops, its sockets stay open, the kernel still accepts connections. */
+  pause (): void {
+    process.kill((this.child as ChildProcess).pid as number, 'SIGSTOP')
+    this.paused = true
+  }
+
+  /** kill -CONT */
+  resume (): void {
+    process.kill((this.child as ChildProcess).pid as number, 'SIGCONT')
+    this.paused = false
+  }
+
+  /** Stops the server (its data is gone: no persistence) and waits for it to exit. */
+  async stop (signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    if (this.paused) this.resume()
+    this.child?.kill(signal)
+    await within(this.exited, 5000, `redis-server to exit on ${signal}`)
+  }
+
+  async destroy (): Promise<void> {
+    const child = this.child
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      try { process.kill(child.pid as number, 'SIGCONT') } catch {}
+      child.kill('SIGKILL')
+      await within(this.exited, 5000, 'redis-server to exit')
+    }
+    rmSync(this.dir, { recursive: true, force: true })
+  }
 }

@@ -11,12 +11,12 @@ import { redisBroker } from '../lib/redis.js'
 import { injectSSE } from '../lib/testing.js'
 import { chat, idOf, instance, openSse, openWs, readUntil, sseClient, transports, until, type Client, type Instance } from './redis-harness.js'
 import { deferred, sleep, within } from './ws-helpers.js'
+import { recordEscapes } from './helpers.js'
 
 const REDIS_URL = process.env.REDIS_URL
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
-const escaped: unknown[] = []
-const onEscape = (err: unknown): void => { escaped.push(err) }
+const escaped = recordEscapes(t)
 
 function namespace (): string {
   return `test-${randomUUID()}`
@@ -61,12 +61,6 @@ if (REDIS_URL === undefined || REDIS_URL === '') {
     t.plan(0, 'REDIS_URL is not set: run `scripts/redis-test-server.sh`, then `REDIS_URL=... npm test`')
   }
 } else {
-  process.on('uncaughtException', onEscape)
-  process.on('unhandledRejection', onEscape)
-  t.teardown(() => {
-    process.off('uncaughtException', onEscape)
-    process.off('unhandledRejection', onEscape)
-  })
   suite(REDIS_URL)
 }
 

@@ -18,6 +18,7 @@ import {
   wsUpgrade,
   type ServerFrame
 } from './ws-helpers.js'
+import { recordEscapes } from './helpers.js'
 
 // Hostile peers against app.ws(): ping floods, half-open peers, silence before the upgrade,
 // connection floods. Each ends with the documented close code or HTTP status, and the other
@@ -26,14 +27,7 @@ import {
 // ws-raw-peer.test.ts.)
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
-const escaped: unknown[] = []
-const onEscape = (err: unknown): void => { escaped.push(err) }
-process.on('uncaughtException', onEscape)
-process.on('unhandledRejection', onEscape)
-t.teardown(() => {
-  process.off('uncaughtException', onEscape)
-  process.off('unhandledRejection', onEscape)
-})
+const escaped = recordEscapes(t)
 
 const room = defineContract({
   events: { tick: Type.Object({ n: Type.Integer(), pad: Type.Optional(Type.String()) }) },

@@ -11,7 +11,7 @@ import {
   type Connection
 } from '../lib/index.js'
 import { connectWS, injectSSE } from '../lib/testing.js'
-import { captureLogs, slowHistoryBroker, tick } from './helpers.js'
+import { captureLogs, recordEscapes, slowHistoryBroker, tick } from './helpers.js'
 import {
   Opcode,
   buildWs,
@@ -26,14 +26,7 @@ import {
 } from './ws-helpers.js'
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection (F7).
-const escaped: unknown[] = []
-const onEscape = (err: unknown): void => { escaped.push(err) }
-process.on('uncaughtException', onEscape)
-process.on('unhandledRejection', onEscape)
-t.teardown(() => {
-  process.off('uncaughtException', onEscape)
-  process.off('unhandledRejection', onEscape)
-})
+const escaped = recordEscapes(t)
 
 const feed = defineContract({
   events: { blob: Type.String(), message: Type.Object({ text: Type.String() }) },

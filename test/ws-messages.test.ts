@@ -4,18 +4,11 @@ import WebSocket from 'ws'
 import { Type } from '@sinclair/typebox'
 import { defineContract, publicError, type Connection } from '../lib/index.js'
 import type { ConnectedWS, WsFrame } from '../lib/testing.js'
-import { captureLogs } from './helpers.js'
+import { captureLogs, recordEscapes } from './helpers.js'
 import { buildWs, deferred, openWS, sleep, within } from './ws-helpers.js'
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection (F7).
-const escaped: unknown[] = []
-const onEscape = (err: unknown): void => { escaped.push(err) }
-process.on('uncaughtException', onEscape)
-process.on('unhandledRejection', onEscape)
-t.teardown(() => {
-  process.off('uncaughtException', onEscape)
-  process.off('unhandledRejection', onEscape)
-})
+const escaped = recordEscapes(t)
 
 const chat = defineContract({
   events: { message: Type.Object({ text: Type.String() }) },
