@@ -14,8 +14,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { quantile, root, within } from './util.mjs'
 
-export const root = fileURLToPath(new URL('..', import.meta.url))
+export { quantile, root, within }
 
 const args = new Map(process.argv.slice(2).map((arg) => {
   const [key = '', value = 'true'] = arg.replace(/^--/, '').split('=')
@@ -33,23 +34,6 @@ export const clock = () => performance.timeOrigin + performance.now()
 
 export const sleep = (/** @type {number} */ ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/**
- * Rejects when `promise` has not settled within `ms`.
- * @template T
- * @param {Promise<T>} promise
- * @param {number} ms
- * @param {string} what
- * @returns {Promise<T>}
- */
-export function within (promise, ms, what) {
-  /** @type {NodeJS.Timeout | undefined} */
-  let timer
-  return Promise.race([
-    promise,
-    /** @type {Promise<never>} */ (new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms) }))
-  ]).finally(() => clearTimeout(timer))
-}
-
 // ---- statistics and output ----
 
 /** @param {number[]} values */
@@ -58,16 +42,6 @@ export function median (values) {
   const middle = sorted.length >> 1
   if (sorted.length === 0) return NaN
   return sorted.length % 2 === 1 ? (sorted[middle] ?? NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2
-}
-
-/**
- * The q-quantile (nearest rank) of samples.
- * @param {ArrayLike<number>} samples
- * @param {number} q
- */
-export function quantile (samples, q) {
-  const sorted = Float64Array.from(samples).sort()
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? NaN
 }
 
 /** @param {number} value @param {number} [digits] */

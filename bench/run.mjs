@@ -12,21 +12,11 @@
 // Suites read REDIS_URL where they measure Redis; results go to bench/results/ (gitignored).
 
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import os from 'node:os'
-import { fileURLToPath } from 'node:url'
+import { ensureBuilt, root } from './util.mjs'
 
 const SUITES = ['sse-fanout', 'ws-fanout', 'ws-echo', 'idle-memory', 'broker']
-const root = fileURLToPath(new URL('..', import.meta.url))
-
-/** The newest modification time of the files under a directory, or 0 when there are none. */
-function newest (/** @type {string} */ dir) {
-  if (!existsSync(dir)) return 0
-  return Math.max(0, ...readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .map((name) => statSync(`${dir}/${name}`))
-    .filter((stats) => stats.isFile())
-    .map((stats) => stats.mtimeMs))
-}
 
 /**
  * Runs a command from the repository root with the terminal's stdio; exits with its status when it fails.
@@ -52,11 +42,7 @@ if (unknown.length > 0) {
 }
 const suites = (positional.length > 0 ? positional : SUITES).filter((name) => existsSync(`${root}bench/${name}.mjs`))
 
-const built = existsSync(`${root}dist/esm/index.js`) && existsSync(`${root}dist/cjs/index.js`)
-if (!built || newest(`${root}lib`) > newest(`${root}dist`)) {
-  console.log('bench: building dist/ (missing or older than lib/)')
-  run(process.execPath, ['scripts/build.mjs'])
-}
+ensureBuilt('bench')
 
 const pin = os.availableParallelism() > 1 && spawnSync('taskset', ['-c', '0', 'true']).status === 0
 for (const suite of suites) {

@@ -28,15 +28,14 @@
 
 import { fork, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import os from 'node:os'
-import { fileURLToPath } from 'node:url'
 import { createParser } from 'eventsource-parser'
 import WebSocket from 'ws'
+import { ensureBuilt, quantile, root, within } from './util.mjs'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 const quick = process.argv.includes('--quick')
 const scale = quick ? 0.1 : 1
 
@@ -57,23 +56,6 @@ const MARKER = Buffer.from('"n":')
 const sleep = (/** @type {number} */ ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const log = (/** @type {string} */ line) => console.log(line)
 const MB = 1024 * 1024
-
-/**
- * Rejects when `promise` has not settled within `ms`.
- * @template T
- * @param {Promise<T>} promise
- * @param {number} ms
- * @param {string} what
- * @returns {Promise<T>}
- */
-function within (promise, ms, what) {
-  /** @type {NodeJS.Timeout | undefined} */
-  let timer
-  return Promise.race([
-    promise,
-    /** @type {Promise<never>} */ (new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms) }))
-  ]).finally(() => clearTimeout(timer))
-}
 
 /**
  * Polls `condition` every 20 ms; rejects when it made no progress (per `progress`) for `stallMs`.
@@ -98,20 +80,7 @@ async function until (condition, what, { stallMs = 10000, progress = () => 0 } =
 
 // ---- setup: build, pinning, limits ----
 
-/** The newest modification time of the files under a directory, or 0 when there are none. */
-function newest (/** @type {string} */ dir) {
-  if (!existsSync(dir)) return 0
-  return Math.max(0, ...readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .map((name) => statSync(`${dir}/${name}`))
-    .filter((stats) => stats.isFile())
-    .map((stats) => stats.mtimeMs))
-}
-
-if (!existsSync(`${root}dist/esm/index.js`) || newest(`${root}lib`) > newest(`${root}dist`)) {
-  log('soak: building dist/ (missing or older than lib/)')
-  const built = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' })
-  if (built.status !== 0) process.exit(built.status ?? 1)
-}
+ensureBuilt('soak')
 
 const pinned = os.availableParallelism() > 1 && spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' }).status === 0
 const niceable = spawnSync('nice', ['-n', '10', 'true']).status === 0
@@ -628,12 +597,6 @@ function signed (value) {
  * @property {number} loopP99 ms, the same next to them
  * @property {number} loopMax ms, its maximum next to them
  */
-
-/** @param {number[]} samples @param {number} q */
-function quantile (samples, q) {
-  const sorted = Float64Array.from(samples).sort()
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN
-}
 
 /**
  * Echo round trips of well-behaved `ws` clients, one request in flight per client and a pause
