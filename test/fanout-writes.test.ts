@@ -10,7 +10,7 @@ import { defineContract } from '../lib/index.js'
 import { chunk, chunkBody } from '../lib/sse/stream.js'
 import { framePayload, textFrame } from '../lib/ws/connection.js'
 import { build, connect, listen } from './helpers.js'
-import { buildWs, within } from './ws-helpers.js'
+import { buildWs, until, within } from './ws-helpers.js'
 
 const feed = defineContract({ events: { blob: Type.Object({ n: Type.Integer(), text: Type.String() }) } })
 
@@ -59,7 +59,7 @@ t.test('WebSocket: every frame length form reaches ws clients intact, with and w
     // Published in one tick: the frames of several events leave together.
     const ids = await Promise.all(texts.map((text, n) => topic.publish('blob', { n, text })))
     for (const { ws, received } of clients) {
-      await within((async () => { while (received.length < texts.length) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 5000, 'every event')
+      await until(() => received.length >= texts.length, 5000, 'every event')
       t.same(received.map((frame) => frame.data.text), texts, `deflate ${String(perMessageDeflate)}: every payload intact and in order`)
       t.same(received.map((frame) => frame.id), ids, 'with its id')
       ws.close()
@@ -82,15 +82,15 @@ t.test('SSE: HTTP/1.1 streams get the shared chunks; every size arrives intact t
   }
 })
 
-/** Sends a raw HTTP request and collects what comes back until `until` appears. */
-async function rawExchange (url: string, request: string, until: string): Promise<{ socket: net.Socket, text: () => string }> {
+/** Sends a raw HTTP request and collects what comes back until `expected` appears. */
+async function rawExchange (url: string, request: string, expected: string): Promise<{ socket: net.Socket, text: () => string }> {
   const { port } = new URL(url)
   const socket = net.connect(Number(port), '127.0.0.1')
   let received = ''
   socket.setEncoding('latin1')
   socket.on('data', (data: string) => { received += data })
   socket.write(request)
-  await within((async () => { while (!received.includes(until)) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 3000, until)
+  await until(() => received.includes(expected), 3000, expected)
   return { socket, text: () => received }
 }
 
@@ -103,7 +103,7 @@ t.test('SSE over HTTP/1.0 (no chunked encoding) writes plain frames', async (t) 
   const { socket, text } = await rawExchange(url, 'GET /e HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n', '\r\n\r\n')
   await Promise.all(subscribed)
   await topic.publish('blob', { n: 1, text: 'plain' })
-  await within((async () => { while (!text().includes('plain')) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 3000, 'the event')
+  await until(() => text().includes('plain'), 3000, 'the event')
   const body = text().slice(text().indexOf('\r\n\r\n') + 4)
   t.notMatch(text(), /transfer-encoding: chunked/i)
   t.match(body, /^id: \d+-\d+\nevent: blob\ndata: \{"n":1,"text":"plain"\}\n\n$/, 'the frame with no chunk size around it')
@@ -124,11 +124,11 @@ t.test('SSE pipelined behind another request on the same connection writes throu
   const url = await listen(app)
   const { socket, text } = await rawExchange(url,
     'GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /e HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n', '')
-  await within((async () => { while (subscribed.length === 0) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 3000, 'the stream opens')
+  await until(() => subscribed.length > 0, 3000, 'the stream opens')
   await Promise.all(subscribed)
   await topic.publish('blob', { n: 1, text: 'behind' })
   release()
-  await within((async () => { while (!text().includes('behind')) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 3000, 'the event')
+  await until(() => text().includes('behind'), 3000, 'the event')
   const received = text()
   t.ok(received.indexOf('first') < received.indexOf('text/event-stream'), 'the first response comes first')
   t.match(received, /event: blob\r?\ndata: \{"n":1,"text":"behind"\}/, 'then the event, intact')
@@ -183,7 +183,7 @@ t.test('one stream subscribed to three topics in three calls gets all three, and
   })
   const url = await listen(app)
   const client = await connect(`${url}/e`)
-  await within((async () => { while ((app.realtime as any).subscriberCount('c') === 0) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 2000, 'subscribed')
+  await until(() => (app.realtime as any).subscriberCount('c') > 0, 2000, 'subscribed')
   for (const [n, topic] of topics.entries()) await topic.publish('blob', { n, text: topic.name })
   const events = await within(client.waitFor(3), 2000, 'three events')
   t.same(events.map((event) => JSON.parse(event.data).text), ['a', 'b', 'c'])
@@ -220,7 +220,7 @@ t.test('a stream written through the response (HTTP/1.0) is cut at maxBufferedBy
   socket.write('GET /e HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n')
   await once(socket, 'data')
   socket.pause()
-  await within((async () => { while (subscribed.length === 0) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 2000, 'the stream opens')
+  await until(() => subscribed.length > 0, 2000, 'the stream opens')
   await Promise.all(subscribed)
   t.equal(streams[0].socket, undefined, 'no chunked encoding: frames go through res.write()')
   const text = 'z'.repeat(16 * 1024)

@@ -9,7 +9,9 @@ import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import WebSocket from 'ws'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
-import { sleep, within } from './ws-helpers.js'
+import { sleep, until, within } from './ws-helpers.js'
+
+export { until }
 import { recordEscapes } from './helpers.js'
 
 /** The liveness bound of app.close() in every fault case. */
@@ -151,11 +153,6 @@ export function fault (t: Test, name: string, fn: (t: Test, scope: Scope) => Pro
     t.same(await excessAfter(baseline, settleMs), {}, 'handles and timers are back to their baseline')
     t.same(escaped.splice(0).map(String), [], 'no uncaughtException or unhandledRejection')
   })
-}
-
-/** Polls `condition` until it holds; rejects after `ms` (a hang detector). */
-export async function until (condition: () => boolean, ms: number, what: string): Promise<void> {
-  await within((async () => { while (!condition()) await sleep(5) })(), ms, what)
 }
 
 /** Blocks the event loop for `ms`, as a long synchronous computation would. */

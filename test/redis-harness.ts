@@ -13,7 +13,9 @@ import { defineContract, fastifySse, fastifyWs, type Broker, type Topic } from '
 import { redisBroker, type RedisBrokerOptions } from '../lib/redis.js'
 import { connectWS, injectSSE, type ConnectedWS, type InjectedSSE } from '../lib/testing.js'
 import { freePort } from './helpers.js'
-import { sleep, within } from './ws-helpers.js'
+import { sleep, until, within } from './ws-helpers.js'
+
+export { until }
 
 export const chat = defineContract({
   events: { message: Type.Object({ n: Type.Number(), from: Type.String() }) }
@@ -47,10 +49,6 @@ export interface Instance {
 export function idOf (received: Received): string {
   if (received.type !== 'event') throw new Error('expected a topic event, got a reset')
   return received.id
-}
-
-export async function until (condition: () => boolean, ms: number, what: string): Promise<void> {
-  await within((async () => { while (!condition()) await sleep(5) })(), ms, what)
 }
 
 /**

@@ -39,6 +39,11 @@ export function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
+/** Polls `condition` every 5 ms until it holds; rejects after `ms` (a hang detector). */
+export async function until (condition: () => boolean, ms: number, what: string): Promise<void> {
+  await within((async () => { while (!condition()) await sleep(5) })(), ms, what)
+}
+
 /** A promise and the function that resolves it. */
 
 /** The result of a raw upgrade attempt: the status line's code, and the socket (paused, holding any bytes after the head). */

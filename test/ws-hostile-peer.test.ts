@@ -13,6 +13,7 @@ import {
   deferred,
   readFrames,
   sleep,
+  until,
   upgradeRequest,
   within,
   wsUpgrade,
@@ -231,11 +232,6 @@ async function upgradeFrom (port: number, path: string, localAddress: string): P
     socket.on('data', onData)
     socket.once('close', onClose)
   })
-}
-
-/** Resolves once `done()` holds, polling; rejects after `ms`. */
-function until (done: () => boolean, ms: number, what: string): Promise<void> {
-  return within((async () => { while (!done()) await sleep(5) })(), ms, what)
 }
 
 /** Resolves once the raw socket has closed, or rejects after `ms`. */
