@@ -7,6 +7,10 @@ import {
   FRT_ERR_UNKNOWN_EVENT,
   FRT_ERR_VALIDATION
 } from './errors.js'
+import type { ValidationDetail } from './protocol/messages.js'
+import { NAME_PATTERN, RESERVED_PREFIX } from './protocol/names.js'
+
+export type { ValidationDetail } from './protocol/messages.js'
 
 /** A map of names to TypeBox schemas. */
 export type SchemaMap = Record<string, TSchema>
@@ -52,21 +56,12 @@ export interface ContractDefinition<E extends SchemaMap, M extends SchemaMap, R 
   replies?: R
 }
 
-/** The first failure of a validation: a JSON pointer and what was wrong there. */
-export interface ValidationDetail {
-  path: string
-  message: string
-}
-
-const NAME = /^[A-Za-z0-9_.:-]{1,64}$/
-const RESERVED_PREFIX = 'realtime.'
-
 /**
  * Checks an event, message or topic name: 1..64 chars of `[A-Za-z0-9_.:-]`, not starting with `realtime.`.
  * @internal
  */
 export function assertName (kind: string, name: unknown): asserts name is string {
-  if (typeof name !== 'string' || !NAME.test(name)) {
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
     throw new FRT_ERR_INVALID_NAME(kind, JSON.stringify(name) ?? String(name), 'use 1 to 64 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-"')
   }
   if (name.startsWith(RESERVED_PREFIX)) {

@@ -2,11 +2,11 @@ export { fastifySse } from './sse/plugin.js'
 export type { FastifySseOptions, ReplySse } from './sse/plugin.js'
 export type { SseStream, SseOptions, SseItem, SendOptions, SendFunction } from './sse/stream.js'
 export { fastifyWs } from './ws/plugin.js'
-export type { FastifyWsOptions, WsRouteOptions, WsHandlers, Authenticate, RateLimitOptions, UpgradeRateLimitOptions, AppWs } from './ws/plugin.js'
+export type { FastifyWsOptions, WsRouteOptions, WsHandlers, Authenticate, RateLimitOptions, UpgradeRateLimitOptions, AppWs } from './ws/options.js'
 export type { Connection, ConnectionSend, ConnectionSubscribeOptions, RealtimeTypes, RealtimeUser } from './ws/connection.js'
 export { bearerToken } from './ws/auth.js'
-export type { OriginPolicy } from './ws/auth.js'
-export type { WsErrorCode, MessageId } from './ws/protocol.js'
+export type { OriginPolicy } from './options.js'
+export type { WsErrorCode, MessageId } from './protocol/messages.js'
 export { defineContract } from './contract.js'
 export type {
   Contract,
@@ -20,9 +20,9 @@ export type {
   ReplyData,
   ValidationDetail
 } from './contract.js'
-export { memoryBroker } from './hub/memory-broker.js'
-export type { MemoryBrokerOptions } from './hub/memory-broker.js'
-export type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
+export { memoryBroker } from './brokers/memory.js'
+export type { MemoryBrokerOptions } from './brokers/memory.js'
+export type { Broker, BrokerEvent, BrokerListener } from './brokers/broker.js'
 export type { Realtime, Topic, AnyTopic, TopicOptions, PublishFunction } from './hub/hub.js'
 export { publicError } from './public-error.js'
 export type { PublicError } from './public-error.js'

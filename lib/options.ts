@@ -1,5 +1,8 @@
-// Checks of numeric options, shared by the plugins and the brokers; each fails with FRT_ERR_INVALID_OPTION.
+// Every option the library takes is parsed here, one parser per option, once at registration (or
+// when a stream or broker is made); each fails with FRT_ERR_INVALID_OPTION naming the option.
+import type { FastifyRequest } from 'fastify'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
+import { NAME_PATTERN } from './protocol/names.js'
 
 /** A positive integer option, or `fallback` when it is absent. @internal */
 export function positiveInteger (name: string, value: unknown, fallback: number | undefined): number | undefined {
@@ -10,11 +13,126 @@ export function positiveInteger (name: string, value: unknown, fallback: number 
   return value
 }
 
-/** An integer option of at least `min`, or undefined when it is absent. @internal */
-export function optionalInteger (name: string, value: unknown, min: number): number | undefined {
+/** A function option, or undefined when it is absent. @internal */
+export function functionOption<T> (name: string, value: unknown): T | undefined {
+  if (value !== undefined && typeof value !== 'function') throw new FRT_ERR_INVALID_OPTION(name, 'expected a function')
+  return value as T | undefined
+}
+
+/** `heartbeat` (SSE comment or WebSocket ping interval, ms): `0` or `false` turns it off. Undefined when absent. @internal */
+export function heartbeatOption (value: unknown): number | undefined {
   if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new FRT_ERR_INVALID_OPTION(name, `expected an integer >= ${min}, got ${String(value)}`)
+  if (value === false) return 0
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new FRT_ERR_INVALID_OPTION('heartbeat', `expected an interval in ms (an integer >= 0) or false, got ${String(value)}`)
   }
   return value
+}
+
+/** `retry` (the SSE reconnection delay, ms): a non-negative integer, the only form clients accept. @internal */
+export function retryOption (value: unknown): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new FRT_ERR_INVALID_OPTION('retry', `expected a non-negative integer of milliseconds, got ${String(value)}`)
+  }
+  return value
+}
+
+/** `maxBufferedBytes`, or `fallback` when absent. @internal */
+export function maxBufferedBytesOption (value: unknown, fallback: number): number
+export function maxBufferedBytesOption (value: unknown, fallback?: undefined): number | undefined
+export function maxBufferedBytesOption (value: unknown, fallback?: number): number | undefined {
+  return positiveInteger('maxBufferedBytes', value, fallback)
+}
+
+/** `maxPayload`, or `fallback` when absent. @internal */
+export function maxPayloadOption (value: unknown, fallback: number): number {
+  return positiveInteger('maxPayload', value, fallback) as number
+}
+
+/** A `{ <count>, intervalMs }` limit (both positive integers), or false. */
+function limitOption (name: string, count: string, value: unknown): Record<string, number> | false {
+  if (value === false) return false
+  const fields = (value ?? {}) as Record<string, unknown>
+  if (typeof value !== 'object' || fields[count] === undefined || fields.intervalMs === undefined) {
+    throw new FRT_ERR_INVALID_OPTION(name, `expected { ${count}, intervalMs } (both positive integers) or false`)
+  }
+  return Object.freeze({
+    [count]: positiveInteger(`${name}.${count}`, fields[count], undefined) as number,
+    intervalMs: positiveInteger(`${name}.intervalMs`, fields.intervalMs, undefined) as number
+  })
+}
+
+/** A per-connection message budget. */
+export interface RateLimitOptions {
+  /** Messages allowed per interval; each extra one gets a RATE_LIMITED error frame, over twice as many close with 4429. */
+  messages: number
+  /** The interval, in ms. */
+  intervalMs: number
+}
+
+/** A per-address budget of upgrade requests. */
+export interface UpgradeRateLimitOptions {
+  /** Upgrade requests allowed per remote address per interval; more get HTTP 429 with Retry-After, before any WebSocket work. */
+  upgrades: number
+  /** The interval, in ms. */
+  intervalMs: number
+}
+
+/** `rateLimit`: `{ messages, intervalMs }` or false, `fallback` when absent. @internal */
+export function rateLimitOption (value: unknown, fallback: RateLimitOptions | false): RateLimitOptions | false {
+  return value === undefined ? fallback : limitOption('rateLimit', 'messages', value) as RateLimitOptions | false
+}
+
+/** `upgradeRateLimit`: `{ upgrades, intervalMs }` or false (the default). @internal */
+export function upgradeRateLimitOption (value: unknown): UpgradeRateLimitOptions | false {
+  return value === undefined ? false : limitOption('upgradeRateLimit', 'upgrades', value) as UpgradeRateLimitOptions | false
+}
+
+/** `perMessageDeflate`: a boolean or ws's PerMessageDeflateOptions (default false). @internal */
+export function perMessageDeflateOption<T extends object> (value: unknown): boolean | T {
+  const deflate = value ?? false
+  if (typeof deflate !== 'boolean' && (deflate === null || typeof deflate !== 'object')) {
+    throw new FRT_ERR_INVALID_OPTION('perMessageDeflate', 'expected a boolean or ws PerMessageDeflateOptions')
+  }
+  return deflate as boolean | T
+}
+
+/** Exact origins, or a predicate. */
+export type OriginPolicy = readonly string[] | ((origin: string, request: FastifyRequest) => boolean)
+
+/** `origins`: exact origins (frozen copy) or a predicate; undefined when absent. @internal */
+export function originsOption (value: unknown): OriginPolicy | undefined {
+  if (value === undefined || typeof value === 'function') return value as OriginPolicy | undefined
+  if (Array.isArray(value) && value.every((origin) => typeof origin === 'string')) return Object.freeze([...value])
+  throw new FRT_ERR_INVALID_OPTION('origins', 'expected an array of exact origins such as ["https://app.example.com"], or a function (origin, request) => boolean')
+}
+
+/** A broker's `maxLen`: how many events its log keeps. @internal */
+export function maxLenOption (value: unknown, fallback: number): number {
+  return positiveInteger('maxLen', value, fallback) as number
+}
+
+/** A broker's `maxAgeMs`: how long an event stays resumable; undefined for no limit. @internal */
+export function maxAgeMsOption (value: unknown): number | undefined {
+  return positiveInteger('maxAgeMs', value, undefined)
+}
+
+/** A broker's `maxScan`: how far back a resume may start. @internal */
+export function maxScanOption (value: unknown): number {
+  return positiveInteger('maxScan', value, 10000) as number
+}
+
+/** A broker's `commandTimeout` (ms). @internal */
+export function commandTimeoutOption (value: unknown): number {
+  return positiveInteger('commandTimeout', value, 2000) as number
+}
+
+/** A Redis broker's `namespace`: brokers with the same one share a log. @internal */
+export function namespaceOption (value: unknown): string {
+  const namespace = value ?? 'realtime'
+  if (typeof namespace !== 'string' || !NAME_PATTERN.test(namespace)) {
+    throw new FRT_ERR_INVALID_OPTION('namespace', 'expected 1 to 64 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-"')
+  }
+  return namespace
 }

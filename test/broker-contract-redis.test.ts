@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
-import type { Broker } from '../lib/hub/broker.js'
-import { redisBroker, type RedisBrokerOptions } from '../lib/redis.js'
+import type { Broker } from '../lib/brokers/broker.js'
+import { redisBroker, type RedisBrokerOptions } from '../lib/brokers/redis/index.js'
 import { brokerContract, record, type ContractBrokerOptions } from './broker-contract.js'
 
 const redisUrl = process.env.REDIS_URL

@@ -4,8 +4,8 @@
 // publish() has delivered by the time it resolves; it only assumes that a listener registered
 // before a publish gets that event.
 import type { Test } from 'tap'
-import type { Broker, BrokerEvent } from '../lib/hub/broker.js'
-import { compareEventIds, parseEventId } from '../lib/hub/event-id.js'
+import type { Broker, BrokerEvent } from '../lib/brokers/broker.js'
+import { compareEventIds, parseEventId } from '../lib/protocol/event-id.js'
 
 /** Options every broker takes; a factory may add its own (url, namespace ...). */
 export interface ContractBrokerOptions {

@@ -1,9 +1,9 @@
 import { ok } from 'node:assert/strict'
 import t, { type Test } from 'tap'
 import fc from 'fast-check'
-import type { BrokerEvent } from '../lib/hub/broker.js'
-import { compareEventIds, formatEventId, parseEventId } from '../lib/hub/event-id.js'
-import { memoryBroker } from '../lib/hub/memory-broker.js'
+import type { BrokerEvent } from '../lib/brokers/broker.js'
+import { compareEventIds, formatEventId, parseEventId } from '../lib/protocol/event-id.js'
+import { memoryBroker } from '../lib/brokers/memory.js'
 import { positiveInteger } from '../lib/options.js'
 
 const MAX = Number.MAX_SAFE_INTEGER

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { build } from '../examples/cluster.js'
-import { connectWS, injectSSE, type ConnectedWS } from '../lib/testing.js'
+import { connectWS, injectSSE, type ConnectedWS } from '../lib/testing/index.js'
 
 type App = Awaited<ReturnType<typeof build>>
 

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { build as buildChat } from '../examples/chat.js'
 import { build as buildEcho, WELCOME } from '../examples/echo-secure.js'
-import { connectWS, injectSSE, type ConnectWSOptions, type ConnectedWS } from '../lib/testing.js'
+import { connectWS, injectSSE, type ConnectWSOptions, type ConnectedWS } from '../lib/testing/index.js'
 
 type App = Parameters<typeof connectWS>[0]
 

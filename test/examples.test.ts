@@ -5,7 +5,7 @@ import t from 'tap'
 import { build as buildAiAnswer, answerTo } from '../examples/ai-answer.js'
 import { build as buildCors, corsPage } from '../examples/cors.js'
 import { build as buildCounter } from '../examples/counter.js'
-import { injectSSE } from '../lib/testing.js'
+import { injectSSE } from '../lib/testing/index.js'
 
 const pageOrigin = 'http://127.0.0.1:3001'
 

@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import { Type } from '@sinclair/typebox'
 import type { EventSourceMessage } from 'eventsource-parser'
 import { defineContract, type SseStream } from '../lib/index.js'
-import { EventStreamParser, type ParsedEvent } from '../lib/sse/parser.js'
+import { EventStreamParser, type ParsedEvent } from '../lib/protocol/event-stream.js'
 import { build, connect, deferred, listen, recordEscapes, type RealClient } from './helpers.js'
 import { sleep, within } from './ws-helpers.js'
 

@@ -5,7 +5,7 @@ import { Type, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import type { FastifyInstance } from 'fastify'
 import { defineContract, publicError } from '../lib/index.js'
-import type { ConnectedWS } from '../lib/testing.js'
+import type { ConnectedWS } from '../lib/testing/index.js'
 import {
   Opcode,
   buildWs,

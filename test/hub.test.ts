@@ -3,9 +3,9 @@ import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { defineContract } from '../lib/contract.js'
 import { attachHub } from '../lib/hub/attach.js'
-import { isBroker, type Broker, type BrokerEvent } from '../lib/hub/broker.js'
+import { isBroker, type Broker, type BrokerEvent } from '../lib/brokers/broker.js'
 import { Hub, isTopic, type Encoder, type Subscriber } from '../lib/hub/hub.js'
-import { memoryBroker } from '../lib/hub/memory-broker.js'
+import { memoryBroker } from '../lib/brokers/memory.js'
 
 const chat = defineContract({
   events: { message: Type.Object({ user: Type.String(), text: Type.String({ minLength: 1 }) }) }

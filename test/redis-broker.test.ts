@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import type { Broker, BrokerEvent } from '../lib/index.js'
-import { redisBroker } from '../lib/redis.js'
+import { redisBroker } from '../lib/brokers/redis/index.js'
 
 // Edge paths of redisBroker on a real Redis: reply shapes, entries this library did not write,
 // listeners that throw, an empty namespace.

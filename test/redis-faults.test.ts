@@ -8,8 +8,8 @@ import { randomUUID } from 'node:crypto'
 import net from 'node:net'
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
-import type { RedisBrokerOptions } from '../lib/redis.js'
-import { injectSSE } from '../lib/testing.js'
+import type { RedisBrokerOptions } from '../lib/brokers/redis/index.js'
+import { injectSSE } from '../lib/testing/index.js'
 import {
   idOf,
   instance as sharedInstance,

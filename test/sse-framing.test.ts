@@ -4,13 +4,13 @@ import fc from 'fast-check'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import {
   assertField,
-  assertRetry,
   frameComment,
   frameData,
   frameEvent,
   frameRetry
 } from '../lib/sse/framing.js'
-import { EventStreamParser } from '../lib/sse/parser.js'
+import { retryOption } from '../lib/options.js'
+import { EventStreamParser } from '../lib/protocol/event-stream.js'
 
 const RUNS = 500
 
@@ -221,9 +221,9 @@ t.test('retry must be a non-negative integer: anything else throws FRT_ERR_INVAL
   for (const retry of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, '5', null, {}]) {
     t.equal(codeOf(() => frameRetry(retry as number)), 'FRT_ERR_INVALID_OPTION', `frameRetry(${String(retry)})`)
     t.equal(codeOf(() => frameEvent('e', 'x', undefined, retry as number)), 'FRT_ERR_INVALID_OPTION', `frameEvent retry ${String(retry)}`)
-    t.equal(codeOf(() => assertRetry(retry)), 'FRT_ERR_INVALID_OPTION', `assertRetry(${String(retry)})`)
+    t.equal(codeOf(() => retryOption(retry)), 'FRT_ERR_INVALID_OPTION', `retryOption(${String(retry)})`)
   }
-  t.doesNotThrow(() => assertRetry(Number.MAX_SAFE_INTEGER))
+  t.doesNotThrow(() => retryOption(Number.MAX_SAFE_INTEGER))
 })
 
 t.test('an event name or id that is not a string throws FRT_ERR_INVALID_OPTION', async (t) => {

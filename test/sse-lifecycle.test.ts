@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import { createRequire } from 'node:module'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifySse, memoryBroker, type SseStream } from '../lib/index.js'
-import { injectSSE } from '../lib/testing.js'
+import { injectSSE } from '../lib/testing/index.js'
 import { build, captureLogs, connect, listen, rawRequest, tick } from './helpers.js'
 
 // @fastify/sse's types do not describe its CommonJS export as a plugin under NodeNext.

@@ -2,7 +2,7 @@ import { deepStrictEqual } from 'node:assert/strict'
 import t, { type Test } from 'tap'
 import fc from 'fast-check'
 import { createParser } from 'eventsource-parser'
-import { EventStreamParser, type ParsedEvent } from '../lib/sse/parser.js'
+import { EventStreamParser, type ParsedEvent } from '../lib/protocol/event-stream.js'
 
 const RUNS = 500
 const encode = (text: string): Uint8Array => new TextEncoder().encode(text)

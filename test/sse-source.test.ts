@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import { defineContract, publicError } from '../lib/index.js'
-import { injectSSE } from '../lib/testing.js'
+import { injectSSE } from '../lib/testing/index.js'
 import { build, captureLogs, listen, rawRequest, tick } from './helpers.js'
 
 const llm = defineContract({

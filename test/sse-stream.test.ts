@@ -4,7 +4,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifySse, type SseStream } from '../lib/index.js'
-import { injectSSE } from '../lib/testing.js'
+import { injectSSE } from '../lib/testing/index.js'
 import { build, captureLogs, connect, listen, tick } from './helpers.js'
 
 const chat = defineContract({

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import { defineContract, memoryBroker, type Broker, type BrokerEvent, type SseStream } from '../lib/index.js'
-import { injectSSE } from '../lib/testing.js'
+import { injectSSE } from '../lib/testing/index.js'
 import { build, captureLogs, slowHistoryBroker } from './helpers.js'
 
 const chat = defineContract({

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { injectSSE } from '../lib/testing.js'
+import { injectSSE } from '../lib/testing/index.js'
 import { build } from './helpers.js'
 
 t.test('injectSSE rejects with FRT_ERR_TESTING when no headers come in time', async (t) => {
@@ -53,7 +53,7 @@ t.test('POST streams with a body, and non-SSE answers keep their status', async 
 t.test('connectWS reads a refusal whose head arrives in several pieces', async (t) => {
   const { default: Fastify } = await import('fastify')
   const { fastifyWs } = await import('../lib/index.js')
-  const { connectWS } = await import('../lib/testing.js')
+  const { connectWS } = await import('../lib/testing/index.js')
   const app = Fastify()
   await app.register(fastifyWs, { heartbeat: 0 })
   t.teardown(() => app.close())

@@ -12,7 +12,7 @@ import {
   type FastifyWsOptions,
   type WsRouteOptions
 } from '../lib/index.js'
-import { connectWS } from '../lib/testing.js'
+import { connectWS } from '../lib/testing/index.js'
 import {
   buildWs,
   openWS,

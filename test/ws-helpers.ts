@@ -5,7 +5,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Test } from 'tap'
 import WebSocket from 'ws'
 import { fastifyWs, type FastifyWsOptions } from '../lib/index.js'
-import { connectWS, type ConnectWSOptions, type ConnectedWS } from '../lib/testing.js'
+import { connectWS, type ConnectWSOptions, type ConnectedWS } from '../lib/testing/index.js'
 export { deferred } from './helpers.js'
 
 /**

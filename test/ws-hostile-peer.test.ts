@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyServerOptions, onRequestHookHandler } from
 import WebSocket from 'ws'
 import { Type } from '@sinclair/typebox'
 import { defineContract, type Connection, type FastifyWsOptions, type Topic } from '../lib/index.js'
-import { connectWS, type ConnectedWS } from '../lib/testing.js'
+import { connectWS, type ConnectedWS } from '../lib/testing/index.js'
 import {
   Opcode,
   buildWs,

@@ -10,7 +10,7 @@ import {
   type Broker,
   type Connection
 } from '../lib/index.js'
-import { connectWS, injectSSE } from '../lib/testing.js'
+import { connectWS, injectSSE } from '../lib/testing/index.js'
 import { captureLogs, recordEscapes, slowHistoryBroker, tick } from './helpers.js'
 import {
   Opcode,

@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import WebSocket from 'ws'
 import { Type } from '@sinclair/typebox'
 import { defineContract, publicError, type Connection } from '../lib/index.js'
-import type { ConnectedWS, WsFrame } from '../lib/testing.js'
+import type { ConnectedWS, WsFrame } from '../lib/testing/index.js'
 import { captureLogs, recordEscapes } from './helpers.js'
 import { buildWs, deferred, openWS, sleep, within } from './ws-helpers.js'
 

@@ -1,15 +1,13 @@
 import t, { type Test } from 'tap'
 import fc from 'fast-check'
 import {
-  ProtocolError,
-  frameError,
-  frameEvent,
-  frameReply,
-  frameReset,
-  frameTopicEvent,
-  parseMessage,
-  type InboundMessage
-} from '../lib/ws/protocol.js'
+  errorMessage,
+  eventMessage,
+  replyMessage,
+  resetMessage,
+  topicEventMessage
+} from '../lib/protocol/messages.js'
+import { ProtocolError, parseMessage, type InboundMessage } from '../lib/ws/inbound.js'
 
 const RUNS = 500
 const PROTOCOL_CODES = ['BAD_JSON', 'BAD_FRAME']
@@ -252,50 +250,50 @@ t.test('a nesting bomb within 64 KiB never throws', async (t) => {
 
 t.test('frames have exactly the shapes of API.md', async (t) => {
   t.test('reply', async (t) => {
-    t.strictSame(JSON.parse(frameReply('c1', '{"id":"1-0"}')), { type: 'reply', id: 'c1', data: { id: '1-0' } })
-    t.strictSame(JSON.parse(frameReply(7, '"ok"')), { type: 'reply', id: 7, data: 'ok' }, 'a numeric id stays a number')
-    t.strictSame(JSON.parse(frameReply(0, 'null')), { type: 'reply', id: 0, data: null }, 'null data is data')
-    const empty = JSON.parse(frameReply('c2', undefined))
+    t.strictSame(JSON.parse(replyMessage('c1', '{"id":"1-0"}')), { type: 'reply', id: 'c1', data: { id: '1-0' } })
+    t.strictSame(JSON.parse(replyMessage(7, '"ok"')), { type: 'reply', id: 7, data: 'ok' }, 'a numeric id stays a number')
+    t.strictSame(JSON.parse(replyMessage(0, 'null')), { type: 'reply', id: 0, data: null }, 'null data is data')
+    const empty = JSON.parse(replyMessage('c2', undefined))
     t.strictSame(empty, { type: 'reply', id: 'c2' })
     t.notOk('data' in empty, 'a reply without data has no data key')
-    t.equal(JSON.parse(frameReply('', undefined)).id, '', 'the empty string id is kept')
+    t.equal(JSON.parse(replyMessage('', undefined)).id, '', 'the empty string id is kept')
   })
 
   t.test('error', async (t) => {
     const details = [{ path: '/text', message: 'Expected string' }]
-    t.strictSame(JSON.parse(frameError('c1', 'VALIDATION', 'Bad data.', details)), {
+    t.strictSame(JSON.parse(errorMessage('c1', 'VALIDATION', 'Bad data.', details)), {
       type: 'error', id: 'c1', error: { code: 'VALIDATION', message: 'Bad data.', details }
     })
-    const withoutDetails = JSON.parse(frameError(3, 'HANDLER_ERROR', 'The handler failed.'))
+    const withoutDetails = JSON.parse(errorMessage(3, 'HANDLER_ERROR', 'The handler failed.'))
     t.strictSame(withoutDetails, { type: 'error', id: 3, error: { code: 'HANDLER_ERROR', message: 'The handler failed.' } })
     t.notOk('details' in withoutDetails.error, 'details only when given')
-    const withoutId = JSON.parse(frameError(undefined, 'BAD_JSON', 'Not JSON.'))
+    const withoutId = JSON.parse(errorMessage(undefined, 'BAD_JSON', 'Not JSON.'))
     t.strictSame(withoutId, { type: 'error', error: { code: 'BAD_JSON', message: 'Not JSON.' } })
     t.notOk('id' in withoutId, 'no id key when the message had none')
-    t.strictSame(JSON.parse(frameError('x', 'VALIDATION', 'm', [])).error.details, [], 'an empty details array is given, so kept')
+    t.strictSame(JSON.parse(errorMessage('x', 'VALIDATION', 'm', [])).error.details, [], 'an empty details array is given, so kept')
   })
 
   t.test('event', async (t) => {
-    const frame = JSON.parse(frameEvent('message', '{"user":"ann","text":"hi"}'))
+    const frame = JSON.parse(eventMessage('message', '{"user":"ann","text":"hi"}'))
     t.strictSame(frame, { type: 'event', event: 'message', data: { user: 'ann', text: 'hi' } })
     t.notOk('topic' in frame || 'id' in frame, 'no topic or id on a direct event')
   })
 
   t.test('topic event', async (t) => {
-    t.strictSame(JSON.parse(frameTopicEvent('lobby', '1700000000000-0', 'message', '{"user":"ann"}')), {
+    t.strictSame(JSON.parse(topicEventMessage('lobby', '1700000000000-0', 'message', '{"user":"ann"}')), {
       type: 'event', topic: 'lobby', id: '1700000000000-0', event: 'message', data: { user: 'ann' }
     })
   })
 
   t.test('reset', async (t) => {
-    t.strictSame(JSON.parse(frameReset('lobby')), { type: 'reset', topic: 'lobby' })
+    t.strictSame(JSON.parse(resetMessage('lobby')), { type: 'reset', topic: 'lobby' })
   })
 
   t.test('strings that need escaping stay inside their field', async (t) => {
     const nasty = '","type":"reply","x":"\n\u2028\u0000\\'
-    const frame = JSON.parse(frameTopicEvent(nasty, nasty, nasty, '1'))
+    const frame = JSON.parse(topicEventMessage(nasty, nasty, nasty, '1'))
     t.strictSame(frame, { type: 'event', topic: nasty, id: nasty, event: nasty, data: 1 })
-    t.strictSame(JSON.parse(frameError(nasty, 'X', nasty)), { type: 'error', id: nasty, error: { code: 'X', message: nasty } })
+    t.strictSame(JSON.parse(errorMessage(nasty, 'X', nasty)), { type: 'error', id: nasty, error: { code: 'X', message: nasty } })
   })
 })
 
@@ -345,7 +343,7 @@ t.test('properties', async (t) => {
 
   t.test('topic events built from arbitrary strings and JSON parse back to the same values', async (t) => {
     holds(t, fc.property(anyString, anyString, anyString, jsonText, (topic, id, event, data) => {
-      const frame = JSON.parse(frameTopicEvent(topic, id, event, data))
+      const frame = JSON.parse(topicEventMessage(topic, id, event, data))
       if (Object.keys(frame).join() !== 'type,topic,id,event,data') return false
       return frame.type === 'event' && frame.topic === topic && frame.id === id && frame.event === event &&
         JSON.stringify(frame.data) === JSON.stringify(JSON.parse(data))
@@ -355,10 +353,10 @@ t.test('properties', async (t) => {
   t.test('events, resets, replies and errors parse back to the same values', async (t) => {
     const messageId = fc.oneof(anyString, fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }))
     holds(t, fc.property(anyString, jsonText, messageId, fc.option(jsonText, { nil: undefined }), anyString, (name, data, id, reply, text) => {
-      const event = JSON.parse(frameEvent(name, data))
-      const reset = JSON.parse(frameReset(name))
-      const replied = JSON.parse(frameReply(id, reply))
-      const error = JSON.parse(frameError(id, 'HANDLER_ERROR', text))
+      const event = JSON.parse(eventMessage(name, data))
+      const reset = JSON.parse(resetMessage(name))
+      const replied = JSON.parse(replyMessage(id, reply))
+      const error = JSON.parse(errorMessage(id, 'HANDLER_ERROR', text))
       return event.type === 'event' && event.event === name && JSON.stringify(event.data) === data &&
         reset.type === 'reset' && reset.topic === name && Object.keys(reset).length === 2 &&
         replied.type === 'reply' && Object.is(replied.id, Object.is(id, -0) ? 0 : id) &&
@@ -372,7 +370,7 @@ t.test('properties', async (t) => {
     holds(t, fc.property(envelope, (text) => {
       const parsed = parseMessage(text)
       if (parsed instanceof ProtocolError || parsed.id === undefined) return true
-      const id = JSON.parse(frameReply(parsed.id, undefined)).id
+      const id = JSON.parse(replyMessage(parsed.id, undefined)).id
       return Object.is(id, Object.is(parsed.id, -0) ? 0 : parsed.id) && typeof id === typeof parsed.id
     }))
   })

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifyWs, type FastifyWsOptions } from '../lib/index.js'
-import { connectWS } from '../lib/testing.js'
+import { connectWS } from '../lib/testing/index.js'
 import { Opcode, closePayload, readFrames, within, wsUpgrade } from './ws-helpers.js'
 
 // A raw peer: hand-built frames on a real socket, against app.ws(). ws parses the frames; these

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import { fastifyWs } from '../lib/index.js'
-import { connectWS } from '../lib/testing.js'
+import { connectWS } from '../lib/testing/index.js'
 
 async function build (t: Test) {
   const app = Fastify()

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { FRT_ERR_BROKER_CONFLICT, FRT_ERR_INVALID_OPTION } from '../errors.js'
-import { isBroker } from './broker.js'
+import { isBroker } from '../brokers/broker.js'
 import { Hub } from './hub.js'
-import { memoryBroker } from './memory-broker.js'
+import { memoryBroker } from '../brokers/memory.js'
 
 /**
  * Returns the instance's hub, creating and decorating `fastify.realtime` on first use.

@@ -9,7 +9,7 @@ import {
   type EventName
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION, FRT_ERR_TOPIC_CONTRACT } from '../errors.js'
-import type { Broker, BrokerEvent } from './broker.js'
+import type { Broker, BrokerEvent } from '../brokers/broker.js'
 
 /** Turns a broker event into what one transport writes (an SSE frame, a WebSocket frame). */
 export type Encoder<F> = (event: BrokerEvent) => F

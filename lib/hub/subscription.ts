@@ -1,5 +1,5 @@
-import type { BrokerEvent } from './broker.js'
-import { compareEventIds, parseEventId, type EventIdParts } from './event-id.js'
+import type { BrokerEvent } from '../brokers/broker.js'
+import { compareEventIds, parseEventId, type EventIdParts } from '../protocol/event-id.js'
 import type { Encoder, Hub, Subscriber } from './hub.js'
 
 /** What a subscription writes to: an SSE stream or a WebSocket connection. @internal */

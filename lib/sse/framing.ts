@@ -4,6 +4,7 @@
 // never "sanitized" into something the caller did not send.
 
 import { FRT_ERR_INVALID_OPTION, FRT_ERR_SSE_INVALID_FIELD } from '../errors.js'
+import { retryOption } from '../options.js'
 
 const LINE_BREAK = /\r\n|\r|\n/
 const HAS_LINE_BREAK = /[\r\n]/
@@ -15,13 +16,6 @@ export function assertField (field: 'event' | 'id', value: unknown): asserts val
     throw new FRT_ERR_INVALID_OPTION(field, `expected a string, got ${typeof value}`)
   }
   if (FORBIDDEN_IN_FIELD.test(value)) throw new FRT_ERR_SSE_INVALID_FIELD(field)
-}
-
-/** Throws unless `retry` is a non-negative integer (the only form clients accept: ASCII digits). */
-export function assertRetry (retry: unknown): asserts retry is number {
-  if (typeof retry !== 'number' || !Number.isSafeInteger(retry) || retry < 0) {
-    throw new FRT_ERR_INVALID_OPTION('retry', `expected a non-negative integer of milliseconds, got ${String(retry)}`)
-  }
 }
 
 /** `data:` lines for a text: one per line of it, whatever its line breaks. */
@@ -47,10 +41,7 @@ export function frameEvent (event: string | undefined, data: string, id?: string
     assertField('event', event)
     out += `event: ${event}\n`
   }
-  if (retry !== undefined) {
-    assertRetry(retry)
-    out += `retry: ${retry}\n`
-  }
+  if (retry !== undefined) out += `retry: ${retryOption(retry)}\n`
   return `${out}${frameData(data)}\n`
 }
 
@@ -63,6 +54,5 @@ export function frameComment (text: string): string {
 
 /** A lone `retry:` field (no data, so nothing is dispatched). */
 export function frameRetry (retry: number): string {
-  assertRetry(retry)
-  return `retry: ${retry}\n\n`
+  return `retry: ${retryOption(retry)}\n\n`
 }

@@ -2,15 +2,14 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import fp from 'fastify-plugin'
 import { compiledOf, type AnyContract } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION, FRT_ERR_SSE_ALREADY_SENT, FRT_ERR_SSE_CONFLICT } from '../errors.js'
-import type { Broker } from '../hub/broker.js'
+import { heartbeatOption, maxBufferedBytesOption, retryOption } from '../options.js'
+import { kReplyStream } from '../symbols.js'
+import type { Broker } from '../brokers/broker.js'
 import { attachHub } from '../hub/attach.js'
 import type { Realtime } from '../hub/hub.js'
-import { assertRetry } from './framing.js'
+import { Heartbeats } from './heartbeats.js'
 import {
-  Heartbeats,
   SseStreamImpl,
-  heartbeatOption,
-  maxBufferedBytesOption,
   type SseHost,
   type SseItem,
   type SseOptions,
@@ -64,16 +63,14 @@ declare module 'fastify' {
   }
 }
 
-const kStream = Symbol('fastify-realtime.sse.stream')
 const DEFAULT_HEARTBEAT = 15000
 const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
 
 function settingsOf (options: FastifySseOptions): SseSettings {
-  if (options.retry !== undefined) assertRetry(options.retry)
   return Object.freeze({
     heartbeat: heartbeatOption(options.heartbeat) ?? DEFAULT_HEARTBEAT,
-    retry: options.retry,
-    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes) ?? DEFAULT_MAX_BUFFERED_BYTES
+    retry: retryOption(options.retry),
+    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES)
   })
 }
 
@@ -91,7 +88,7 @@ function assertNoOtherSsePlugin (fastify: FastifyInstance): void {
 // A handler that throws after its stream opened would leave the stream hanging (Fastify only logs
 // "reply already sent"): the error ends the stream with a sanitized `realtime.error` instead.
 function endStreamOnError (reply: FastifyReply, err: unknown): undefined {
-  const stream = (reply as any)[kStream] as SseStreamImpl | null
+  const stream = (reply as any)[kReplyStream] as SseStreamImpl | null
   if (stream === null) throw err
   stream.fail(err)
   return undefined
@@ -110,7 +107,7 @@ function wrapHandler (routeOptions: RouteOptions & { websocket?: boolean }): voi
     }
     // A returned reply is not a promise, though it has a then(): `return reply` after reply.sse(source)
     // in a sync handler means "already handled" (and Fastify would warn on sending it again).
-    if (result === reply) return (reply as any)[kStream] === null ? result : undefined
+    if (result === reply) return (reply as any)[kReplyStream] === null ? result : undefined
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
       return (result as Promise<unknown>).then(undefined, (err: unknown) => endStreamOnError(reply, err))
     }
@@ -128,18 +125,18 @@ async function fastifySsePlugin (fastify: FastifyInstance, options: FastifySseOp
     closing: false
   }
 
-  fastify.decorateReply(kStream, null)
+  fastify.decorateReply(kReplyStream, null)
   fastify.decorateReply('sse', function sse (this: FastifyReply, first?: unknown, second?: unknown): any {
     const source = isSource(first) ? first : undefined
     const options = (source === undefined ? first : second) ?? {}
     if (typeof options !== 'object' || options === null) {
       throw new FRT_ERR_INVALID_OPTION('reply.sse() options', 'expected an object such as { contract, retry, heartbeat, maxBufferedBytes }')
     }
-    if ((this as any)[kStream] !== null || this.sent) throw new FRT_ERR_SSE_ALREADY_SENT()
+    if ((this as any)[kReplyStream] !== null || this.sent) throw new FRT_ERR_SSE_ALREADY_SENT()
     const sseOptions = options as SseOptions<AnyContract | undefined>
     const compiled = sseOptions.contract === undefined ? undefined : compiledOf(sseOptions.contract)
     const stream = new SseStreamImpl(this, host, compiled, sseOptions)
-    ;(this as any)[kStream] = stream
+    ;(this as any)[kReplyStream] = stream
     // A stream opened while the server closes (a handler that awaited past preClose) ends at once.
     if (host.closing) stream.shutdown()
     if (source === undefined) return stream

@@ -10,13 +10,18 @@ import {
   type EventName
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
-import { optionalInteger } from '../options.js'
-import type { BrokerEvent } from '../hub/broker.js'
+import { chunkedSocketOf, requestSignalController } from '../internals.js'
+import { heartbeatOption, maxBufferedBytesOption, retryOption } from '../options.js'
+import { ReservedEvent } from '../protocol/names.js'
+import { kStreamOwner } from '../symbols.js'
 import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
-import { corkForTick, flushLargeCork, type Corkable } from '../hub/cork.js'
+import { corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
+import { chunk, chunkBody, encodeSseEvent } from './chunk.js'
 import { assertField, frameComment, frameEvent, frameRetry } from './framing.js'
+import type { Heartbeats } from './heartbeats.js'
+import { readLastEventId } from './last-event-id.js'
 
 /** Options of one `send()`. */
 export interface SendOptions {
@@ -92,102 +97,23 @@ export interface SseHost {
   closing: boolean
 }
 
-const MAX_LAST_EVENT_ID = 256
-const RESET_FRAME = frameEvent('realtime.reset', '{}')
+const RESET_FRAME = frameEvent(ReservedEvent.Reset, '{}')
 const HEARTBEAT_CHUNK = chunk(':\n\n')
 const SOURCE_ERROR_MESSAGE = 'The event source failed.'
 const SOURCE_YIELD_EVERY = 64
 
-/**
- * An SSE frame as one HTTP/1.1 chunk (`<size hex>CRLF<frame>CRLF`), the form written to every
- * HTTP/1.1 stream; other streams write the frame inside it (see {@link chunkBody}). @internal
- */
-export function chunk (frame: string): Buffer {
-  const size = Buffer.byteLength(frame)
-  const head = size.toString(16)
-  const buffer = Buffer.allocUnsafe(head.length + size + 4)
-  let at = buffer.write(head, 0, 'latin1')
-  buffer[at++] = 13
-  buffer[at++] = 10
-  at += buffer.write(frame, at, 'utf8')
-  buffer[at++] = 13
-  buffer[at] = 10
-  return buffer
-}
-
-/** The frame inside a chunk made by {@link chunk}. @internal */
-export function chunkBody (buffer: Buffer): Buffer {
-  return buffer.subarray(buffer.indexOf(10) + 1, buffer.length - 2)
-}
-
-/** Frames a topic event for SSE, once per event whatever the number of streams. @internal */
-export function encodeSseEvent (event: BrokerEvent): Buffer {
-  return chunk(frameEvent(event.event, event.data, event.id))
-}
-
-const kStream = Symbol('fastify-realtime.stream')
 /** A request or response that knows its stream. */
-interface Owned { [kStream]: SseStreamImpl }
+interface Owned { [kStreamOwner]: SseStreamImpl }
 
 function onGone (this: Owned): void {
-  this[kStream].gone()
-}
-
-/** One heartbeat timer per interval, shared by every stream that uses it. @internal */
-export class Heartbeats {
-  private readonly groups = new Map<number, { timer: NodeJS.Timeout, streams: Set<SseStreamImpl> }>()
-
-  add (interval: number, stream: SseStreamImpl): void {
-    let group = this.groups.get(interval)
-    if (group === undefined) {
-      const streams = new Set<SseStreamImpl>()
-      const timer = setInterval(() => {
-        for (const member of streams) member.heartbeat()
-      }, interval)
-      timer.unref()
-      group = { timer, streams }
-      this.groups.set(interval, group)
-    }
-    group.streams.add(stream)
-  }
-
-  remove (interval: number, stream: SseStreamImpl): void {
-    // Only streams that add() themselves call remove(), so the group exists.
-    const group = this.groups.get(interval) as { timer: NodeJS.Timeout, streams: Set<SseStreamImpl> }
-    group.streams.delete(stream)
-    if (group.streams.size === 0) {
-      clearInterval(group.timer)
-      this.groups.delete(interval)
-    }
-  }
-}
-
-/** Reads `Last-Event-ID`, or `?lastEventId=` for polyfills that cannot set headers. */
-function readLastEventId (request: FastifyRequest): string | undefined {
-  let value: unknown = request.headers['last-event-id']
-  // request.query parses the query string on first use: only when it can hold the parameter.
-  if (value === undefined && request.raw.url?.includes('lastEventId') === true) value = Object(request.query).lastEventId
-  if (typeof value !== 'string' || value.length > MAX_LAST_EVENT_ID) return undefined
-  return value
-}
-
-/** Normalizes a heartbeat option: ms > 0, or 0 for off (`false` too). @internal */
-export function heartbeatOption (value: unknown): number | undefined {
-  return value === false ? 0 : optionalInteger('heartbeat', value, 0)
-}
-
-/** Normalizes a maxBufferedBytes option. @internal */
-export function maxBufferedBytesOption (value: unknown): number | undefined {
-  return optionalInteger('maxBufferedBytes', value, 1)
+  this[kStreamOwner].gone()
 }
 
 // Fastify creates request.signal lazily and reply.hijack() detaches a signal made before it; the
 // stream aborts that controller itself when it ends, so `reply.sse(generate(request.signal))` stops.
-let kRequestSignal: symbol | undefined
 function abortRequestSignal (request: FastifyRequest): void {
-  kRequestSignal ??= Object.getOwnPropertySymbols(request).find((symbol) => symbol.description === 'fastify.request.signal')
-  const controller = kRequestSignal === undefined ? undefined : (request as any)[kRequestSignal] as AbortController | null | undefined
-  if (controller != null && !controller.signal.aborted) controller.abort()
+  const controller = requestSignalController(request)
+  if (controller !== undefined && !controller.signal.aborted) controller.abort()
 }
 
 /** @internal */
@@ -217,9 +143,9 @@ export class SseStreamImpl implements Sink, Corkable {
 
   constructor (reply: FastifyReply, host: SseHost, compiled: CompiledContract | undefined, options: SseOptions<any>) {
     const settings = host.settings
-    const retry = options.retry === undefined ? settings.retry : optionalInteger('retry', options.retry, 0)
+    const retry = retryOption(options.retry) ?? settings.retry
     const heartbeat = heartbeatOption(options.heartbeat) ?? settings.heartbeat
-    this.maxBufferedBytes = maxBufferedBytesOption(options.maxBufferedBytes) ?? settings.maxBufferedBytes
+    this.maxBufferedBytes = maxBufferedBytesOption(options.maxBufferedBytes, settings.maxBufferedBytes)
     this.request = reply.request
     this.log = reply.log
     this.raw = reply.raw
@@ -241,8 +167,8 @@ export class SseStreamImpl implements Sink, Corkable {
     reply.hijack()
     const raw = this.raw as ServerResponse
     // Listeners shared by every stream (no closures per stream), called with the emitter.
-    ;(raw as unknown as Owned)[kStream] = this
-    ;(this.request.raw as unknown as Owned)[kStream] = this
+    ;(raw as unknown as Owned)[kStreamOwner] = this
+    ;(this.request.raw as unknown as Owned)[kStreamOwner] = this
     raw.on('close', onGone)
     raw.on('error', onGone)
     this.request.raw.on('error', onGone)
@@ -254,11 +180,7 @@ export class SseStreamImpl implements Sink, Corkable {
     // take the shared chunks as they are: one socket write per frame, and one chunk built per event
     // for all streams. Anything else (HTTP/2, HTTP/1.0, a response queued behind another on a
     // pipelined connection, a wrapped write) goes through res.write().
-    const socket = raw.socket as (Socket & { _httpMessage?: unknown }) | null
-    if (raw instanceof ServerResponse && raw.chunkedEncoding && raw.write === ServerResponse.prototype.write &&
-      socket !== null && socket._httpMessage === raw && raw.writableLength === socket.writableLength) {
-      this.socket = socket
-    }
+    this.socket = chunkedSocketOf(raw)
     host.open.add(this)
     if (heartbeat > 0) host.heartbeats.add(heartbeat, this)
   }
@@ -371,7 +293,7 @@ export class SseStreamImpl implements Sink, Corkable {
     if (!this.isOpen) return
     this.log.error({ err }, 'fastify-realtime: SSE source failed; the stream was ended')
     const { code, message } = clientError(err, 'SOURCE_ERROR', SOURCE_ERROR_MESSAGE)
-    this.writeText(frameEvent('realtime.error', JSON.stringify({ code, message })))
+    this.writeText(frameEvent(ReservedEvent.Error, JSON.stringify({ code, message })))
     this.close()
   }
 

@@ -1,9 +1,8 @@
 import type { FastifyRequest } from 'fastify'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
+import type { OriginPolicy } from '../options.js'
+import { BEARER_PREFIX, SUBPROTOCOL } from '../protocol/names.js'
 
-/** The subprotocol the server selects; a token travels next to it as `bearer.<token>`. */
-export const SUBPROTOCOL = 'realtime.v1'
-const BEARER_PREFIX = 'bearer.'
 const AUTHORIZATION = /^Bearer +([^\s]+) *$/i
 
 /**
@@ -29,16 +28,6 @@ export function bearerToken (request: FastifyRequest): string | undefined {
 /** ws `handleProtocols`: selects `realtime.v1` when offered, so a token entry is never echoed. @internal */
 export function selectProtocol (protocols: Set<string>): string | false {
   return protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false
-}
-
-/** Exact origins, or a predicate. */
-export type OriginPolicy = readonly string[] | ((origin: string, request: FastifyRequest) => boolean)
-
-/** Checks an origins option once, at registration. @internal */
-export function originPolicyOption (value: unknown): OriginPolicy | undefined {
-  if (value === undefined || typeof value === 'function') return value as OriginPolicy | undefined
-  if (Array.isArray(value) && value.every((origin) => typeof origin === 'string')) return Object.freeze([...value])
-  throw new FRT_ERR_INVALID_OPTION('origins', 'expected an array of exact origins such as ["https://app.example.com"], or a function (origin, request) => boolean')
 }
 
 /**

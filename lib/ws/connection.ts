@@ -12,24 +12,25 @@ import {
   type ValidationDetail
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
-import type { BrokerEvent } from '../hub/broker.js'
 import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
-import { corkForTick, flushLargeCork, type Corkable } from '../hub/cork.js'
+import { corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import type { Authenticated } from './auth.js'
+import { closeCodeOfWsError, tcpSocketOf } from '../internals.js'
+import { CloseCode, isSendableCloseCode } from '../protocol/close-codes.js'
 import {
-  ProtocolError,
-  frameError,
-  frameEvent,
-  frameReply,
-  frameReset,
-  frameTopicEvent,
-  parseMessage,
-  type InboundMessage,
+  ErrorCode,
+  errorMessage,
+  eventMessage,
+  replyMessage,
+  resetMessage,
   type MessageId,
   type WsErrorCode
-} from './protocol.js'
+} from '../protocol/messages.js'
+import { kConnection } from '../symbols.js'
+import { encodeWsEvent, framePayload } from './frame.js'
+import { ProtocolError, parseMessage, type InboundMessage } from './inbound.js'
 
 /** Augment to type `conn.user`: `declare module 'fastify-realtime' { interface RealtimeTypes { user: { name: string } } }`. */
 export interface RealtimeTypes {}
@@ -101,7 +102,6 @@ export interface WsHost {
 }
 
 const BAD_MESSAGES_BEFORE_CLOSE = 10
-const kConnection = Symbol('fastify-realtime.connection')
 /** A ws socket that knows its connection. */
 type Owned = WebSocket & { [kConnection]: ConnectionImpl }
 
@@ -115,53 +115,9 @@ function flatId (): string {
 const MAX_TIMER = 2 ** 31 - 1
 const HANDLER_ERROR_MESSAGE = 'The handler failed.'
 
-/** A complete server-to-client text frame (FIN, unmasked) around a payload. @internal */
-export function textFrame (payload: string): Buffer {
-  const size = Buffer.byteLength(payload)
-  const head = size < 126 ? 2 : size < 65536 ? 4 : 10
-  const frame = Buffer.allocUnsafe(head + size)
-  frame[0] = 0x81
-  if (size < 126) {
-    frame[1] = size
-  } else if (size < 65536) {
-    frame[1] = 126
-    frame.writeUInt16BE(size, 2)
-  } else {
-    frame[1] = 127
-    frame.writeUInt32BE(Math.floor(size / 2 ** 32), 2)
-    frame.writeUInt32BE(size >>> 0, 6)
-  }
-  frame.write(payload, head, 'utf8')
-  return frame
-}
-
-/** The payload of a frame made by {@link textFrame}. @internal */
-export function framePayload (frame: Buffer): Buffer {
-  const length = (frame[1] as number) & 0x7f
-  return frame.subarray(length < 126 ? 2 : length === 126 ? 4 : 10)
-}
-
-/**
- * Frames a topic event for WebSocket once per event, whatever the number of connections: the
- * whole wire frame, written as it is to every connection that can take it. @internal
- */
-export function encodeWsEvent (event: BrokerEvent): Buffer {
-  return textFrame(frameTopicEvent(event.topic, event.id, event.event, event.data))
-}
-
-// ws keeps the RFC 6455 close code of a protocol error under this symbol.
-let kStatusCode: symbol | undefined
-/** The close code ws attached to a protocol error, if any. @internal */
-export function statusCodeOf (err: object): number | undefined {
-  kStatusCode ??= Object.getOwnPropertySymbols(err).find((symbol) => symbol.description === 'status-code')
-  return kStatusCode === undefined ? undefined : (err as Record<symbol, number | undefined>)[kStatusCode]
-}
-
-/** Close codes an application may send (RFC 6455 section 7.4). */
+/** Close codes and reasons an application may send (RFC 6455 sections 5.5.1 and 7.4). */
 function assertCloseCode (code: unknown, reason: unknown): void {
-  const valid = typeof code === 'number' && Number.isInteger(code) &&
-    ((code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999))
-  if (!valid) throw new FRT_ERR_INVALID_OPTION('code', `expected a close code of 1000-1014 (not 1004-1006) or 3000-4999, got ${String(code)}`)
+  if (!isSendableCloseCode(code)) throw new FRT_ERR_INVALID_OPTION('code', `expected a close code of 1000-1014 (not 1004-1006) or 3000-4999, got ${String(code)}`)
   if (typeof reason !== 'string' || Buffer.byteLength(reason) > 123) {
     throw new FRT_ERR_INVALID_OPTION('reason', 'expected a string of at most 123 bytes')
   }
@@ -211,7 +167,7 @@ export class ConnectionImpl implements Sink, Corkable {
 
   constructor (socket: WebSocket, request: FastifyRequest, auth: Authenticated | null, route: WsRouteSettings, host: WsHost) {
     this.socket = socket
-    this.tcp = (socket as unknown as { _socket: Socket })._socket
+    this.tcp = tcpSocketOf(socket)
     this.plain = socket.extensions === ''
     host.upgrading.delete(this.tcp)
     this.tcp.removeListener('close', host.forgetUpgrade)
@@ -236,7 +192,7 @@ export class ConnectionImpl implements Sink, Corkable {
 
   send (event: string, data: unknown): boolean {
     if (!this.writable) return false
-    this.writeText(frameEvent(event, serializeEventData(this.route.compiled, event, data)))
+    this.writeText(eventMessage(event, serializeEventData(this.route.compiled, event, data)))
     return true
   }
 
@@ -262,7 +218,7 @@ export class ConnectionImpl implements Sink, Corkable {
     return this.subscriptions?.find((subscription) => subscription.topics[0] === name)
   }
 
-  close (code = 1000, reason = ''): void {
+  close (code: number = CloseCode.Normal, reason = ''): void {
     assertCloseCode(code, reason)
     this.closeWith(code, reason)
   }
@@ -334,16 +290,16 @@ export class ConnectionImpl implements Sink, Corkable {
   cutSlowConsumer (): void {
     this.log.warn({ maxBufferedBytes: this.maxBufferedBytes }, 'fastify-realtime: WebSocket client is not reading; closed as a slow consumer')
     // It will not read the close frame behind its backlog: ws destroys the socket after closeTimeout.
-    this.closeWith(1008, 'slow consumer')
+    this.closeWith(CloseCode.SlowConsumer, 'slow consumer')
   }
 
   reset (topics: string[]): void {
-    for (const topic of topics) this.writeText(frameReset(topic))
+    for (const topic of topics) this.writeText(resetMessage(topic))
   }
 
   historyFailed (err: unknown): void {
     this.log.error({ err }, 'fastify-realtime: cannot read the history to resume a WebSocket subscription; the connection was closed')
-    this.closeWith(1011, 'history unavailable')
+    this.closeWith(CloseCode.InternalError, 'history unavailable')
   }
 
   // ---- lifecycle ----
@@ -355,7 +311,7 @@ export class ConnectionImpl implements Sink, Corkable {
     this.serverCode = code
     this.serverReason = reason
     this.socket.close(code, reason)
-    if (code === 4429 || code === 4400) this.stopReading()
+    if (code === CloseCode.RateLimited || code === CloseCode.TooManyBadMessages) this.stopReading()
     // The app sees the end now (signal, no more topic events), not when the close handshake ends.
     this.release()
   }
@@ -409,7 +365,7 @@ export class ConnectionImpl implements Sink, Corkable {
 
   private openFailed (err: unknown): void {
     this.log.error({ err }, 'fastify-realtime: onOpen failed; the connection was closed')
-    this.closeWith(1011, 'server error')
+    this.closeWith(CloseCode.InternalError, 'server error')
   }
 
   private static onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
@@ -419,14 +375,14 @@ export class ConnectionImpl implements Sink, Corkable {
   private message (data: Buffer, isBinary: boolean): void {
     if (!this.isOpen) return
     this.alive = true
-    if (isBinary) return this.closeWith(1003, 'binary frames are not accepted')
-    if (data.length > this.route.maxPayload) return this.closeWith(1009, 'message too big')
+    if (isBinary) return this.closeWith(CloseCode.UnsupportedData, 'binary frames are not accepted')
+    if (data.length > this.route.maxPayload) return this.closeWith(CloseCode.MessageTooBig, 'message too big')
     const limited = this.countForRateLimit()
     if (limited === undefined) return
     if (this.busy) {
       // Messages waiting behind a slow handler are bounded like outbound bytes are.
       this.queuedBytes += data.length
-      if (this.queuedBytes > this.maxBufferedBytes) return this.closeWith(4429, 'too many pending messages')
+      if (this.queuedBytes > this.maxBufferedBytes) return this.closeWith(CloseCode.RateLimited, 'too many pending messages')
       this.queue.push(data, limited)
       return
     }
@@ -455,7 +411,7 @@ export class ConnectionImpl implements Sink, Corkable {
     this.windowCount++
     if (this.windowCount <= limit.messages) return false
     if (this.windowCount > limit.messages * 2) {
-      this.closeWith(4429, 'rate limit exceeded')
+      this.closeWith(CloseCode.RateLimited, 'rate limit exceeded')
       return undefined
     }
     return true
@@ -487,15 +443,15 @@ export class ConnectionImpl implements Sink, Corkable {
     const message = parseMessage(data.toString())
     if (limited) {
       const limit = this.route.rateLimit as { messages: number, intervalMs: number }
-      this.writeText(frameError(message.id, 'RATE_LIMITED', `Too many messages: at most ${limit.messages} per ${limit.intervalMs} ms.`))
+      this.writeText(errorMessage(message.id, ErrorCode.RateLimited, `Too many messages: at most ${limit.messages} per ${limit.intervalMs} ms.`))
       return undefined
     }
     if (message instanceof ProtocolError) return this.badMessage(message.id, message.code, message.message)
     const handler = this.route.handlers.get(message.type)
-    if (handler === undefined) return this.badMessage(message.id, 'UNKNOWN_TYPE', 'Unknown message type.')
+    if (handler === undefined) return this.badMessage(message.id, ErrorCode.UnknownType, 'Unknown message type.')
     const failure = (this.route.compiled as CompiledContract).messages.get(message.type)?.check(message.data)
     if (failure !== undefined) {
-      return this.badMessage(message.id, 'VALIDATION', `The data of "${message.type}" does not match its schema.`, [failure])
+      return this.badMessage(message.id, ErrorCode.Validation, `The data of "${message.type}" does not match its schema.`, [failure])
     }
     this.badInARow = 0
     let result: unknown
@@ -513,8 +469,8 @@ export class ConnectionImpl implements Sink, Corkable {
   }
 
   private badMessage (id: MessageId | undefined, code: WsErrorCode, message: string, details?: ValidationDetail[]): undefined {
-    this.writeText(frameError(id, code, message, details))
-    if (++this.badInARow >= BAD_MESSAGES_BEFORE_CLOSE) this.closeWith(4400, 'too many bad messages')
+    this.writeText(errorMessage(id, code, message, details))
+    if (++this.badInARow >= BAD_MESSAGES_BEFORE_CLOSE) this.closeWith(CloseCode.TooManyBadMessages, 'too many bad messages')
     return undefined
   }
 
@@ -529,13 +485,13 @@ export class ConnectionImpl implements Sink, Corkable {
     } catch (err) {
       return this.handlerFailed(message, err)
     }
-    this.writeText(frameReply(message.id, json))
+    this.writeText(replyMessage(message.id, json))
   }
 
   private handlerFailed (message: InboundMessage, err: unknown): void {
     this.log.error({ err, messageType: message.type }, 'fastify-realtime: a WebSocket message handler failed')
-    const { code, message: text } = clientError(err, 'HANDLER_ERROR', HANDLER_ERROR_MESSAGE)
-    this.writeText(frameError(message.id, code, text))
+    const { code, message: text } = clientError(err, ErrorCode.HandlerError, HANDLER_ERROR_MESSAGE)
+    this.writeText(errorMessage(message.id, code, text))
   }
 
   private scheduleExpiry (): void {
@@ -543,7 +499,7 @@ export class ConnectionImpl implements Sink, Corkable {
     this.expiryTimer = setTimeout(() => {
       // Timers cap at about 24.8 days: a later expiry takes several hops.
       if (Date.now() < (this.expiresAt as number)) this.scheduleExpiry()
-      else this.closeWith(4401, 'authentication expired')
+      else this.closeWith(CloseCode.AuthExpired, 'authentication expired')
     }, Math.min(Math.max(delay, 0), MAX_TIMER))
     this.expiryTimer.unref()
   }
@@ -551,7 +507,7 @@ export class ConnectionImpl implements Sink, Corkable {
   private static onSocketError (this: WebSocket, err: Error): void {
     const conn = (this as Owned)[kConnection]
     // ws closes the socket itself after a protocol error (1002, 1007, 1009): report that code.
-    conn.serverCode ??= statusCodeOf(err)
+    conn.serverCode ??= closeCodeOfWsError(err)
     conn.log.debug({ err }, 'fastify-realtime: WebSocket error')
     conn.stopReading()
   }

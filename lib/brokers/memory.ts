@@ -1,7 +1,7 @@
 import { FRT_ERR_BROKER_UNAVAILABLE } from '../errors.js'
-import { positiveInteger } from '../options.js'
+import { maxAgeMsOption, maxLenOption, maxScanOption } from '../options.js'
 import type { Broker, BrokerEvent, BrokerListener } from './broker.js'
-import { compareEventIds, parseEventId, type EventIdParts } from './event-id.js'
+import { compareEventIds, parseEventId, type EventIdParts } from '../protocol/event-id.js'
 
 /** Options of {@link memoryBroker}. */
 export interface MemoryBrokerOptions {
@@ -55,9 +55,9 @@ class MemoryBroker implements Broker {
   private dispatching = false
 
   constructor (options: MemoryBrokerOptions) {
-    this.maxLen = positiveInteger('maxLen', options.maxLen, 10000) as number
-    this.maxAgeMs = positiveInteger('maxAgeMs', options.maxAgeMs, undefined)
-    this.maxScan = positiveInteger('maxScan', options.maxScan, 10000) as number
+    this.maxLen = maxLenOption(options.maxLen, 10000)
+    this.maxAgeMs = maxAgeMsOption(options.maxAgeMs)
+    this.maxScan = maxScanOption(options.maxScan)
   }
 
   publish (topic: string, event: string, data: string): Promise<string> {

@@ -3,12 +3,12 @@
 // cursor and loses nothing, the stream is the history that SSE clients resume from, and a Redis
 // entry id (`<ms>-<seq>`) is one resume point for any set of topics across instances.
 import { Redis } from 'ioredis'
-import { FRT_ERR_BROKER_UNAVAILABLE, FRT_ERR_INVALID_OPTION } from './errors.js'
-import type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
-import { parseEventId } from './hub/event-id.js'
-import { positiveInteger } from './options.js'
+import { FRT_ERR_BROKER_UNAVAILABLE, FRT_ERR_INVALID_OPTION } from '../../errors.js'
+import type { Broker, BrokerEvent, BrokerListener } from '../broker.js'
+import { parseEventId } from '../../protocol/event-id.js'
+import { commandTimeoutOption, maxAgeMsOption, maxLenOption, maxScanOption, namespaceOption } from '../../options.js'
 
-export type { Broker, BrokerEvent, BrokerListener } from './hub/broker.js'
+export type { Broker, BrokerEvent, BrokerListener } from '../broker.js'
 
 /** Options of {@link redisBroker}. */
 export interface RedisBrokerOptions {
@@ -46,7 +46,6 @@ export interface RedisBrokerOptions {
 
 type Entry = [id: string, fields: string[]]
 
-const NAMESPACE = /^[A-Za-z0-9_.:-]{1,64}$/
 const READ_COUNT = 512
 const HISTORY_PAGE = 512
 // XREAD blocks this long before the reader checks the stream was not recreated under its cursor.
@@ -116,14 +115,11 @@ class RedisBroker implements Broker {
     if (options === null || typeof options !== 'object') {
       throw new FRT_ERR_INVALID_OPTION('redisBroker options', 'expected { url } or { client }')
     }
-    const namespace = options.namespace ?? 'realtime'
-    if (typeof namespace !== 'string' || !NAMESPACE.test(namespace)) {
-      throw new FRT_ERR_INVALID_OPTION('namespace', 'expected 1 to 64 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-"')
-    }
-    this.maxLen = positiveInteger('maxLen', options.maxLen, 100000) as number
-    this.maxAgeMs = positiveInteger('maxAgeMs', options.maxAgeMs, undefined)
-    this.maxScan = positiveInteger('maxScan', options.maxScan, 10000) as number
-    this.commandTimeout = positiveInteger('commandTimeout', options.commandTimeout, 2000) as number
+    const namespace = namespaceOption(options.namespace)
+    this.maxLen = maxLenOption(options.maxLen, 100000)
+    this.maxAgeMs = maxAgeMsOption(options.maxAgeMs)
+    this.maxScan = maxScanOption(options.maxScan)
+    this.commandTimeout = commandTimeoutOption(options.commandTimeout)
     // The hash tag keeps every key of a namespace in one Redis Cluster slot.
     this.key = `frt:{${namespace}}:log`
     if (options.client !== undefined) {

@@ -1,163 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { Duplex, type Readable } from 'node:stream'
+import { Duplex } from 'node:stream'
 import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
-import type { OutgoingHttpHeaders } from 'node:http'
-import { FRT_ERR_TESTING } from './errors.js'
-import { EventStreamParser, type ParsedEvent } from './sse/parser.js'
-
-/** One event as a browser's EventSource would dispatch it. */
-export type SseEvent = ParsedEvent
-
-/** Options of {@link injectSSE}. */
-export interface InjectSSEOptions {
-  /** The path (and query) to request. */
-  url: string
-  /** @default 'GET' */
-  method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
-  headers?: OutgoingHttpHeaders
-  /** Sent as the `Last-Event-ID` header, as a reconnecting EventSource does. */
-  lastEventId?: string
-  /** A request body, for POST streams. */
-  payload?: string | object | Buffer
-  /**
-   * How long (ms) the response headers and each `next()` may take before rejecting with `FRT_ERR_TESTING`.
-   * @default 5000
-   */
-  timeout?: number
-}
-
-/** An SSE response read through `inject`, event by event. */
-export interface InjectedSSE {
-  statusCode: number
-  headers: OutgoingHttpHeaders
-  /** The next event; rejects with `FRT_ERR_TESTING` when the stream ends first or the timeout passes. */
-  next (): Promise<SseEvent>
-  /** The remaining events, until the stream ends. */
-  events (): AsyncIterable<SseEvent>
-  /** Simulates the client leaving; resolves once the server has seen it. */
-  close (): Promise<void>
-  /** The last event ID a browser would send on reconnect (`''` before any `id:` field). */
-  readonly lastEventId: string
-  /** The reconnection delay set by the server's last `retry:` field, if any. */
-  readonly retry: number | undefined
-  /** Resolves when the server ends the stream (or `close()` is called). */
-  readonly ended: Promise<void>
-}
-
-interface Waiter {
-  resolve: (event: SseEvent) => void
-  reject: (err: Error) => void
-  timer: NodeJS.Timeout
-}
-
-/**
- * Opens an SSE route through `app.inject()` (no network) and reads it as a browser would.
- *
- * @example
- * const sse = await injectSSE(app, { url: '/events' })
- * t.same(await sse.next(), { event: 'tick', data: '{"n":1}', id: undefined })
- * await sse.close()
- */
-export async function injectSSE (app: FastifyInstance, options: InjectSSEOptions): Promise<InjectedSSE> {
-  const timeout = options.timeout ?? 5000
-  const controller = new AbortController()
-  const headers: OutgoingHttpHeaders = { accept: 'text/event-stream', ...options.headers }
-  if (options.lastEventId !== undefined) headers['last-event-id'] = options.lastEventId
-
-  let timer: NodeJS.Timeout | undefined
-  const response = await Promise.race([
-    app.inject({
-      method: options.method ?? 'GET',
-      url: options.url,
-      headers: headers as Record<string, string>,
-      payload: options.payload,
-      payloadAsStream: true,
-      signal: controller.signal
-    }),
-    new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        controller.abort()
-        reject(new FRT_ERR_TESTING(`injectSSE: no response headers from ${options.url} within ${timeout} ms`))
-      }, timeout)
-    })
-  ]).finally(() => clearTimeout(timer))
-
-  const queue: SseEvent[] = []
-  const waiters: Waiter[] = []
-  let done = false
-  let resolveEnded!: () => void
-  const ended = new Promise<void>((resolve) => { resolveEnded = resolve })
-  const parser = new EventStreamParser((event) => {
-    const waiter = waiters.shift()
-    if (waiter === undefined) {
-      queue.push(event)
-      return
-    }
-    clearTimeout(waiter.timer)
-    waiter.resolve(event)
-  })
-  const stream = response.stream() as Readable
-  const onEnd = (): void => {
-    if (done) return
-    done = true
-    parser.end()
-    for (const waiter of waiters.splice(0)) {
-      clearTimeout(waiter.timer)
-      waiter.reject(new FRT_ERR_TESTING('injectSSE: the stream ended before the next event'))
-    }
-    resolveEnded()
-  }
-  stream.on('data', (chunk: Buffer) => parser.push(chunk))
-  stream.on('end', onEnd)
-  stream.on('error', onEnd)
-  stream.on('close', onEnd)
-
-  function next (): Promise<SseEvent> {
-    const event = queue.shift()
-    if (event !== undefined) return Promise.resolve(event)
-    if (done) return Promise.reject(new FRT_ERR_TESTING('injectSSE: the stream has ended'))
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          waiters.splice(waiters.indexOf(waiter), 1)
-          reject(new FRT_ERR_TESTING(`injectSSE: no event within ${timeout} ms`))
-        }, timeout)
-      }
-      waiters.push(waiter)
-    })
-  }
-
-  return {
-    statusCode: response.statusCode,
-    headers: response.headers,
-    next,
-    async * events () {
-      while (true) {
-        let event: SseEvent
-        try {
-          event = await next()
-        } catch (err) {
-          if (done) return
-          throw err
-        }
-        yield event
-      }
-    },
-    async close () {
-      controller.abort()
-      stream.destroy()
-      onEnd()
-      // Let the abort reach the server's 'close' and 'error' listeners before resolving.
-      await new Promise((resolve) => setImmediate(resolve))
-    },
-    get lastEventId () { return parser.lastEventId },
-    get retry () { return parser.retry },
-    ended
-  }
-}
+import { FRT_ERR_TESTING } from '../errors.js'
+import { attachClientSocket } from '../internals.js'
+import { kEarlyClose, kEarlyMessages } from '../symbols.js'
 
 /** A frame from the server, parsed. */
 export interface WsFrame {
@@ -259,7 +106,7 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
   }
   // Frames that arrived with the 101 response (e.g. sent in onOpen) were kept for us.
   socket.removeAllListeners('message')
-  for (const data of (socket as unknown as { [kEarly]: Buffer[] })[kEarly].splice(0)) onMessage(data)
+  for (const data of (socket as unknown as { [kEarlyMessages]: Buffer[] })[kEarlyMessages].splice(0)) onMessage(data)
   socket.on('message', onMessage)
   socket.on('error', () => {})
   const onClose = (code: number, reason: Buffer): void => {
@@ -345,9 +192,6 @@ function parseFrame (data: Buffer): WsFrame {
   return { type: 'raw', data: text }
 }
 
-const kEarly = Symbol('early frames')
-const kEarlyClose = Symbol('early close')
-
 /** Two in-memory sockets wired to each other: what one writes the other reads; an end or a destroy propagates. */
 function duplexPair (): [Duplex, Duplex] {
   const sides: Duplex[] = []
@@ -410,16 +254,14 @@ function upgrade (app: FastifyInstance, url: string, headers: Record<string, str
       const protocolLine = lines.find((line) => /^sec-websocket-protocol:/i.test(line))
       // A ws instance made without an address starts in server mode; a client must mask its frames.
       const socket = new WebSocket(null as unknown as string, undefined, { isServer: false, autoPong: true } as any)
-      ;(socket as unknown as { _isServer: boolean })._isServer = false
       const early: Buffer[] = []
-      ;(socket as unknown as { [kEarly]: Buffer[] })[kEarly] = early
+      ;(socket as unknown as { [kEarlyMessages]: Buffer[] })[kEarlyMessages] = early
       socket.on('message', (data: Buffer) => early.push(data))
       // A close right after the 101 (onOpen threw) may come before connectWS listens: keep it too.
       socket.once('close', (code: number, reason: Buffer) => {
         (socket as unknown as { [kEarlyClose]: [number, Buffer] })[kEarlyClose] = [code, reason]
       })
-      ;(socket as unknown as { setSocket: (socket: Duplex, head: Buffer, options: object) => void })
-        .setSocket(client, head.subarray(end + 4), { maxPayload: 0 })
+      attachClientSocket(socket, client, head.subarray(end + 4))
       resolve({ socket, protocol: protocolLine === undefined ? '' : protocolLine.slice(protocolLine.indexOf(':') + 1).trim() })
     }
     client.on('data', onData)
