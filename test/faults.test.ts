@@ -11,9 +11,9 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifySse, fastifyWs, type Connection, type SseStream, type Topic } from '../lib/index.js'
-import { captureLogs } from './helpers.js'
-import { Opcode, clientFrame, closePayload, rawUpgrade, rawWsClient, readFrames, sleep, upgradeRequest, within, wsUpgrade } from './ws-helpers.js'
-import { fault, sseGet, stallEventLoop, until, watchProcess, wsOpen, type Scope } from './fault-harness.js'
+import { captureLogs } from './helpers/index.js'
+import { Opcode, clientFrame, closePayload, rawUpgrade, rawWsClient, readFrames, sleep, upgradeRequest, within, wsUpgrade } from './helpers/ws.js'
+import { fault, sseGet, stallEventLoop, until, watchProcess, wsOpen, type Scope } from './helpers/faults.js'
 
 watchProcess(t)
 
