@@ -1,6 +1,24 @@
 import t from 'tap'
+import { readFileSync } from 'node:fs'
 import * as errors from '../lib/errors.js'
+import { CloseCode, closeAction, type CloseAction } from '../lib/protocol/close-codes.js'
 import { clientError, publicError } from '../lib/public-error.js'
+
+const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+
+/** The rows of the README table that follows `heading`, as arrays of trimmed cells. */
+function tableAfter (heading: string): string[][] {
+  const start = README.indexOf(`\n${heading}\n`)
+  if (start === -1) throw new Error(`README has no ${heading}`)
+  const lines = README.slice(start).split('\n')
+  const first = lines.findIndex((line) => line.startsWith('|'))
+  const rows: string[][] = []
+  for (const line of lines.slice(first + 2)) {
+    if (!line.startsWith('|')) break
+    rows.push(line.slice(1, -1).split(' | ').map((cell) => cell.trim()))
+  }
+  return rows
+}
 
 function errorOf (fn: () => unknown): any {
   try {
@@ -13,9 +31,30 @@ function errorOf (fn: () => unknown): any {
 
 const entries = Object.entries(errors) as [string, new (...args: string[]) => Error & { code: string, statusCode: number }][]
 
-t.test('lib/errors.ts exports only error constructors', async (t) => {
-  t.ok(entries.length >= 12, `${entries.length} errors`)
+t.test('lib/errors.ts exports exactly the library\'s errors, all constructors', async (t) => {
+  t.equal(entries.length, 17, 'adding or removing an error changes this count, the README table and API.md')
   for (const [key, ErrorClass] of entries) t.type(ErrorClass, 'function', key)
+})
+
+t.test('the README errors table lists exactly the exported errors', async (t) => {
+  const codes = tableAfter('## Errors').map(([code]) => (code as string).replace(/`/g, ''))
+  t.same([...codes].sort(), entries.map(([key]) => key).sort())
+  t.equal(new Set(codes).size, codes.length, 'no row twice')
+})
+
+t.test('the README close-code table lists every CloseCode, with its name and what a client does', async (t) => {
+  const actions: Record<CloseAction, string> = {
+    stop: 'stop',
+    backoff: 'back off, reconnect, resume',
+    spread: 'reconnect after a random 0-2 s, resume',
+    soon: 'reconnect within 1 s, resume',
+    refresh: 'refresh the token, reconnect at once',
+    'slow-down': 'back off (at least 10 s), reconnect, resume'
+  }
+  const rows = tableAfter('### Close codes')
+  t.same(rows.map(([code, name]) => [Number(code), (name as string).replace(/`/g, '')]),
+    Object.entries(CloseCode).map(([name, code]) => [code, name]), 'one row per code, in order, with its name')
+  for (const [code, , , does] of rows) t.equal(does, actions[closeAction(Number(code))], `${code}: ${does}`)
 })
 
 t.test('every key equals its code', async (t) => {

@@ -53,6 +53,10 @@ export const RATE_LIMITED_MS = 10000
 /** What a client does after the server closed with `code` (API.md, "What the client does on each close code"). */
 export function closeAction (code: number): CloseAction {
   switch (code) {
+    // A deliberate close by the server, or a peer that breaks the protocol: another try ends the same way.
+    case CloseCode.Normal:
+    case CloseCode.ProtocolError:
+    case CloseCode.InvalidPayload: return 'stop'
     case CloseCode.GoingAway: return 'spread'
     case CloseCode.SlowConsumer: return 'soon'
     case CloseCode.UnsupportedData:
