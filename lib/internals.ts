@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import type WebSocket from 'ws'
+import { CloseCode } from './protocol/close-codes.js'
 
 /** The TCP socket under a ws WebSocket (ws keeps it in `_socket`). @internal */
 export function tcpSocketOf (socket: WebSocket): Socket {
@@ -13,17 +14,17 @@ export function tcpSocketOf (socket: WebSocket): Socket {
 
 // ws's public error codes (`err.code`) and the close codes ws sends for them (ws lib/receiver.js).
 const WS_ERROR_CLOSE_CODES: Readonly<Record<string, number>> = Object.freeze({
-  WS_ERR_INVALID_OPCODE: 1002,
-  WS_ERR_UNEXPECTED_RSV_1: 1002,
-  WS_ERR_UNEXPECTED_RSV_2_3: 1002,
-  WS_ERR_EXPECTED_FIN: 1002,
-  WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH: 1002,
-  WS_ERR_EXPECTED_MASK: 1002,
-  WS_ERR_UNEXPECTED_MASK: 1002,
-  WS_ERR_INVALID_CLOSE_CODE: 1002,
-  WS_ERR_INVALID_UTF8: 1007,
-  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: 1009,
-  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 1009
+  WS_ERR_INVALID_OPCODE: CloseCode.ProtocolError,
+  WS_ERR_UNEXPECTED_RSV_1: CloseCode.ProtocolError,
+  WS_ERR_UNEXPECTED_RSV_2_3: CloseCode.ProtocolError,
+  WS_ERR_EXPECTED_FIN: CloseCode.ProtocolError,
+  WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH: CloseCode.ProtocolError,
+  WS_ERR_EXPECTED_MASK: CloseCode.ProtocolError,
+  WS_ERR_UNEXPECTED_MASK: CloseCode.ProtocolError,
+  WS_ERR_INVALID_CLOSE_CODE: CloseCode.ProtocolError,
+  WS_ERR_INVALID_UTF8: CloseCode.InvalidPayload,
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: CloseCode.MessageTooBig,
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: CloseCode.MessageTooBig
 })
 
 // ws keeps the close code of a protocol error under this symbol; an inflate failure (a zlib error,
