@@ -10,10 +10,11 @@
 //   also read the sequence number and send time after the marker to sample delivery latency.
 
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
-import { fileURLToPath } from 'node:url'
+import { resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { quantile, root, within } from './util.mjs'
 
 export { quantile, root, within }
@@ -28,6 +29,31 @@ if (!Number.isInteger(REPS) || REPS < 1) throw new Error(`--reps must be a posit
 /** Events a fan-out server publishes per tick (between two setImmediate); `--batch=1` publishes one per tick. */
 export const BATCH = Number(args.get('batch') ?? 16)
 if (!Number.isInteger(BATCH) || BATCH < 1) throw new Error(`--batch must be a positive integer, got ${args.get('batch')}`)
+
+/**
+ * `--baseline=<dir>`: another checkout of fastify-realtime, built (its dist/), whose servers run next
+ * to this tree's in the same session, e.g. the previous release or main: `git worktree add /tmp/base
+ * main && (cd /tmp/base && npm ci && npm run build)`, then `npm run bench -- --baseline=/tmp/base`.
+ */
+export const BASELINE = args.has('baseline') ? resolve(String(args.get('baseline'))) : undefined
+const baselineEntry = BASELINE === undefined ? undefined : `${BASELINE}/dist/esm/index.js`
+if (baselineEntry !== undefined && !existsSync(baselineEntry)) {
+  throw new Error(`--baseline: no ${baselineEntry}; build that checkout first (npm run build in ${BASELINE})`)
+}
+
+/**
+ * With `--baseline`, each fastify-realtime implementation twice: as built from this tree, then from
+ * the baseline checkout (named "<name> (baseline)"). Without it, the list as it is.
+ * @template {{ name: string, server: string }} T
+ * @param {T[]} implementations
+ * @returns {Array<T & { baseline?: boolean }>}
+ */
+export function withBaseline (implementations) {
+  if (BASELINE === undefined) return implementations
+  return implementations.flatMap((impl) => impl.server.endsWith('-realtime')
+    ? [impl, { ...impl, name: `${impl.name} (baseline)`, baseline: true }]
+    : [impl])
+}
 
 /** Absolute time in ms, comparable across the processes of this machine. */
 export const clock = () => performance.timeOrigin + performance.now()
@@ -93,7 +119,10 @@ export function machineInfo (packages) {
     packages: Object.fromEntries(packages.map((name) => [name, packageVersion(name)])),
     // The library is measured as built from this tree: its commit, and whether lib/ had changes on top.
     commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim(),
-    libChanged: spawnSync('git', ['status', '--porcelain', 'lib'], { cwd: root, encoding: 'utf8' }).stdout.trim() !== ''
+    libChanged: spawnSync('git', ['status', '--porcelain', 'lib'], { cwd: root, encoding: 'utf8' }).stdout.trim() !== '',
+    ...(BASELINE === undefined
+      ? {}
+      : { baseline: { dir: BASELINE, commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: BASELINE, encoding: 'utf8' }).stdout.trim() } })
   }
 }
 
@@ -134,29 +163,34 @@ if (pinning && process.env.BENCH_PINNED === undefined) {
  * server that does not start is tried once more after a second (dist/ may have been in the middle
  * of a rebuild); a second failure is final.
  * @param {string} name the file name without .mjs, e.g. 'sse-raw'
+ * @param {{ baseline?: boolean }} [impl] with `baseline`, the server loads the --baseline checkout's build
  * @returns {Promise<ServerProcess>}
  */
-export async function startServer (name) {
+export async function startServer (name, { baseline = false } = {}) {
   try {
-    return await spawnServer(name)
+    return await spawnServer(name, baseline)
   } catch (err) {
     console.error(`  (${/** @type {Error} */ (err).message}; trying once more)`)
     await sleep(1000)
-    return spawnServer(name)
+    return spawnServer(name, baseline)
   }
 }
 
 /**
  * @param {string} name
+ * @param {boolean} baseline
  * @returns {Promise<ServerProcess>}
  */
-async function spawnServer (name) {
+async function spawnServer (name, baseline) {
   const file = fileURLToPath(new URL(`servers/${name}.mjs`, import.meta.url))
   // BENCH_SERVER_FLAGS: extra Node flags for the servers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const flags = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter((flag) => flag !== '')
   const node = [process.execPath, '--expose-gc', ...flags, file]
+  /** @type {NodeJS.ProcessEnv} */
+  const env = { ...process.env, BENCH_BATCH: String(BATCH) }
+  if (baseline && baselineEntry !== undefined) env.BENCH_REALTIME = pathToFileURL(baselineEntry).href
   /** @type {import('node:child_process').SpawnOptions} */
-  const options = { cwd: root, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BENCH_BATCH: String(BATCH) } }
+  const options = { cwd: root, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env }
   const child = pinning ? spawn('taskset', ['-c', '1', ...node], options) : spawn(node[0] ?? process.execPath, node.slice(1), options)
   /** @type {any[]} */
   const inbox = []

@@ -31,6 +31,7 @@ import {
  * @typedef {object} FanoutImplementation
  * @property {string} name
  * @property {string} server the file of bench/servers/, without .mjs
+ * @property {boolean} [baseline] run against the --baseline checkout (see withBaseline)
  */
 
 /**
@@ -54,7 +55,7 @@ const PACED_MS = 500
  * @param {FanoutSize} size
  */
 async function once (impl, protocol, path, size) {
-  const server = await startServer(impl.server)
+  const server = await startServer(impl.server, impl)
   /** @type {import('node:net').Socket[]} */
   let sockets = []
   try {
@@ -176,7 +177,7 @@ export async function runFanout ({ name, transport, path, implementations, sizes
   for (const note of notes) console.log(`  ${note}`)
 
   for (const impl of implementations) {
-    const server = await startServer(impl.server)
+    const server = await startServer(impl.server, impl)
     try {
       await checkFanout(server, impl.protocol ?? transport, path)
     } catch (err) {

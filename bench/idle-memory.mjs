@@ -24,7 +24,7 @@
 
 import {
   REPS, fixed, machineInfo, median, openClient, openMany, quick, sleep, spread, startServer, table,
-  waitSubscribers, writeResults
+  waitSubscribers, withBaseline, writeResults
 } from './common.mjs'
 
 const CONNECTIONS = quick ? 1000 : 5000
@@ -34,6 +34,7 @@ const WARM_UP = 20
  * @typedef {object} IdleImplementation
  * @property {string} name
  * @property {string} server the file of bench/servers/, without .mjs
+ * @property {boolean} [baseline] run against the --baseline checkout (see withBaseline)
  * @property {'sse' | 'ws' | 'socket.io'} protocol
  * @property {string} path
  */
@@ -42,23 +43,23 @@ const WARM_UP = 20
 const groups = [
   {
     transport: 'SSE',
-    implementations: [
+    implementations: withBaseline([
       { name: 'node:http', server: 'sse-raw', protocol: 'sse', path: '/events' },
       { name: 'Fastify, hijacked route', server: 'sse-hijack', protocol: 'sse', path: '/events' },
       { name: '@fastify/sse', server: 'sse-fastify-sse', protocol: 'sse', path: '/events' },
       { name: 'fastify-sse-v2', server: 'sse-v2', protocol: 'sse', path: '/events' },
       { name: 'better-sse', server: 'sse-better', protocol: 'sse', path: '/events' },
       { name: 'fastify-realtime', server: 'sse-realtime', protocol: 'sse', path: '/events' }
-    ]
+    ])
   },
   {
     transport: 'WS',
-    implementations: [
+    implementations: withBaseline([
       { name: 'ws', server: 'ws-raw', protocol: 'ws', path: '/ws' },
       { name: '@fastify/websocket', server: 'ws-fastify', protocol: 'ws', path: '/ws' },
       { name: 'socket.io', server: 'ws-socketio', protocol: 'socket.io', path: '/ws' },
       { name: 'fastify-realtime', server: 'ws-realtime', protocol: 'ws', path: '/ws' }
-    ]
+    ])
   }
 ]
 
@@ -67,7 +68,7 @@ const groups = [
  * @param {IdleImplementation} impl
  */
 async function once (impl) {
-  const server = await startServer(impl.server)
+  const server = await startServer(impl.server, impl)
   /** @type {import('node:net').Socket[]} */
   let sockets = []
   try {

@@ -11,7 +11,7 @@
 // Run:  npm run bench -- sse-fanout [--reps=5] [--quick]     or  node --expose-gc bench/sse-fanout.mjs
 // Results: tables on stdout, and bench/results/sse-fanout-<time>.json.
 
-import { quick } from './common.mjs'
+import { quick, withBaseline } from './common.mjs'
 import { runFanout } from './fanout.mjs'
 
 const scale = quick ? 0.2 : 1
@@ -20,13 +20,13 @@ await runFanout({
   name: 'sse-fanout',
   transport: 'sse',
   path: '/events',
-  implementations: [
+  implementations: withBaseline([
     { name: 'node:http', server: 'sse-raw' },
     { name: '@fastify/sse', server: 'sse-fastify-sse' },
     { name: 'fastify-sse-v2', server: 'sse-v2' },
     { name: 'better-sse', server: 'sse-better' },
     { name: 'fastify-realtime', server: 'sse-realtime' }
-  ],
+  ]),
   sizes: [
     { clients: 100, events: Math.round(8000 * scale), warm: Math.round(800 * scale) },
     { clients: 1000, events: Math.round(300 * scale), warm: Math.round(30 * scale) }

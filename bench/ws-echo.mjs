@@ -27,7 +27,7 @@
 import { checkEcho } from './check.mjs'
 import {
   REPS, clientFrame, clock, fixed, machineInfo, markerCounter, median, openClient, openMany, quick,
-  spread, startServer, table, until, waitSubscribers, writeResults
+  spread, startServer, table, until, waitSubscribers, withBaseline, writeResults
 } from './common.mjs'
 
 const CLIENTS = 100
@@ -43,16 +43,17 @@ const MARKER = Buffer.from('"sum":')
  * @typedef {object} EchoImplementation
  * @property {string} name
  * @property {string} server the file of bench/servers/, without .mjs
+ * @property {boolean} [baseline] run against the --baseline checkout (see withBaseline)
  * @property {'ws' | 'socket.io'} protocol
  */
 
 /** @type {EchoImplementation[]} */
-const implementations = [
+const implementations = withBaseline([
   { name: 'ws + TypeCompiler', server: 'ws-raw', protocol: 'ws' },
   { name: '@fastify/websocket', server: 'ws-fastify', protocol: 'ws' },
   { name: 'socket.io', server: 'ws-socketio', protocol: 'socket.io' },
   { name: 'fastify-realtime', server: 'ws-realtime', protocol: 'ws' }
-]
+])
 
 /** Pre-built request frames by protocol, one per id. */
 const frames = {
@@ -65,7 +66,7 @@ const frames = {
  * @param {EchoImplementation} impl
  */
 async function once (impl) {
-  const server = await startServer(impl.server)
+  const server = await startServer(impl.server, impl)
   /** @type {import('node:net').Socket[]} */
   let sockets = []
   try {
@@ -137,7 +138,7 @@ async function main () {
   for (const note of notes) console.log(`  ${note}`)
 
   for (const impl of implementations) {
-    const server = await startServer(impl.server)
+    const server = await startServer(impl.server, impl)
     try {
       await checkEcho(server, impl.protocol)
     } catch (err) {

@@ -11,7 +11,7 @@
 // Run:  npm run bench -- ws-fanout [--reps=5] [--quick]     or  node --expose-gc bench/ws-fanout.mjs
 // Results: tables on stdout, and bench/results/ws-fanout-<time>.json.
 
-import { quick } from './common.mjs'
+import { quick, withBaseline } from './common.mjs'
 import { runFanout } from './fanout.mjs'
 
 const scale = quick ? 0.2 : 1
@@ -20,12 +20,12 @@ await runFanout({
   name: 'ws-fanout',
   transport: 'ws',
   path: '/ws',
-  implementations: [
+  implementations: withBaseline([
     { name: 'ws', server: 'ws-raw' },
     { name: '@fastify/websocket', server: 'ws-fastify' },
     { name: 'socket.io', server: 'ws-socketio', protocol: 'socket.io' },
     { name: 'fastify-realtime', server: 'ws-realtime' }
-  ],
+  ]),
   sizes: [
     { clients: 100, events: Math.round(3000 * scale), warm: Math.round(300 * scale) },
     { clients: 1000, events: Math.round(200 * scale), warm: Math.round(20 * scale) }

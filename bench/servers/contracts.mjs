@@ -2,7 +2,7 @@
 // fastify-realtime's contracts for the bench, made of the schemas every implementation uses
 // (schemas.mjs); only the fastify-realtime servers load the library.
 
-import { defineContract } from 'fastify-realtime'
+import { defineContract } from './library.mjs'
 import { Add, AddReply, Tick } from './schemas.mjs'
 
 /** The topic's events (SSE and WS fan-out). */

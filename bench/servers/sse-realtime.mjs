@@ -5,7 +5,7 @@
 // memory broker, framed once for every stream).
 
 import Fastify from 'fastify'
-import { fastifySse } from 'fastify-realtime'
+import { fastifySse } from './library.mjs'
 import { listenFastify, serve } from './harness.mjs'
 import { TOPIC, tickContract } from './contracts.mjs'
 

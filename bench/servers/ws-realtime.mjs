@@ -7,7 +7,7 @@
 // over the default 100 messages per second.
 
 import Fastify from 'fastify'
-import { fastifyWs } from 'fastify-realtime'
+import { fastifyWs } from './library.mjs'
 import { addReply, listenFastify, serve } from './harness.mjs'
 import { TOPIC, addContract, tickContract } from './contracts.mjs'
 
