@@ -127,3 +127,18 @@ export const FRT_ERR_TESTING = createError<[string]>(
   '%s',
   500
 )
+
+/** `fastify.realtime.asyncapi()` was called before `app.ready()`: routes may still be added until then. */
+export const FRT_ERR_ASYNCAPI_NOT_READY = createError(
+  'FRT_ERR_ASYNCAPI_NOT_READY',
+  'fastify.realtime.asyncapi() was called before the app was ready: routes can still be added until then. Call it after await app.ready().',
+  500
+)
+
+/** A schema of a contract or route cannot be written into the AsyncAPI document. */
+export const FRT_ERR_ASYNCAPI_SCHEMA = createError<[string, string, string]>(
+  'FRT_ERR_ASYNCAPI_SCHEMA',
+  'The schema of %s cannot go into the AsyncAPI document: at "%s" it has %s. Use JSON types (Type.String() for dates, Type.Object() inlined instead of references).',
+  500,
+  TypeError
+)

@@ -5,7 +5,22 @@ export { fastifyWs } from './ws/plugin.js'
 export type { FastifyWsOptions, WsRouteOptions, WsHandlers, Authenticate, RateLimitOptions, UpgradeRateLimitOptions, AppWs } from './ws/options.js'
 export type { Connection, ConnectionSend, ConnectionSubscribeOptions, RealtimeTypes, RealtimeUser } from './ws/connection.js'
 export { bearerToken } from './ws/auth.js'
-export type { OriginPolicy } from './options.js'
+export type { OriginPolicy, SseRouteOption, AsyncApiRouteOptions } from './options.js'
+export { DiagnosticsChannel } from './diagnostics.js'
+export type {
+  Transport,
+  ConnectionInfo,
+  ConnectionOpenEvent,
+  ConnectionCloseEvent,
+  ConnectionRejectEvent,
+  MessageInvalidEvent,
+  TopicPublishEvent,
+  SubscriptionResumeEvent,
+  ConsumerSlowEvent,
+  WsHandlerContext
+} from './diagnostics.js'
+export type { RealtimeStats } from './hub/stats.js'
+export type { AsyncApiDocument, AsyncApiInfo, AsyncApiOptions, AsyncApiServer } from './asyncapi/document.js'
 export type { WsErrorCode, MessageId } from './protocol/messages.js'
 export { defineContract } from './contract.js'
 export type {

@@ -1,6 +1,8 @@
 // Every option the library takes is parsed here, one parser per option, once at registration (or
 // when a stream or broker is made); each fails with FRT_ERR_INVALID_OPTION naming the option.
 import type { FastifyRequest } from 'fastify'
+import type { AsyncApiOptions } from './asyncapi/document.js'
+import { compiledOf, type AnyContract } from './contract.js'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
 import { NAME_PATTERN } from './protocol/names.js'
 
@@ -135,4 +137,54 @@ export function namespaceOption (value: unknown): string {
     throw new FRT_ERR_INVALID_OPTION('namespace', 'expected 1 to 64 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-"')
   }
   return namespace
+}
+
+/** The route option `sse`: `true`, or `{ contract }`. */
+export type SseRouteOption = true | { contract?: AnyContract }
+
+/** The route option `sse` normalized: the route's default contract; undefined when the route does not declare itself. @internal */
+export function sseRouteOption (value: unknown): { readonly contract: AnyContract | undefined } | undefined {
+  if (value === undefined || value === false) return undefined
+  if (value === true) return Object.freeze({ contract: undefined })
+  if (value === null || typeof value !== 'object') {
+    throw new FRT_ERR_INVALID_OPTION('sse', 'expected true, or { contract } with a contract made by defineContract()')
+  }
+  const contract = (value as { contract?: unknown }).contract
+  if (contract !== undefined) compiledOf(contract, 'sse.contract')
+  return Object.freeze({ contract: contract as AnyContract | undefined })
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}
+
+/** Options of `fastify.realtime.asyncapi()`: `info` and `servers`, checked for the fields AsyncAPI requires. @internal */
+export function asyncapiDocumentOptions (value: unknown, name = 'asyncapi() options'): AsyncApiOptions {
+  if (value === undefined) return {}
+  if (!isObject(value)) throw new FRT_ERR_INVALID_OPTION(name, 'expected an object such as { info, servers }')
+  const { info, servers } = value
+  if (info !== undefined && (!isObject(info) || typeof info.title !== 'string' || typeof info.version !== 'string')) {
+    throw new FRT_ERR_INVALID_OPTION('info', 'expected an AsyncAPI Info Object with a string title and version, such as { title: \'Chat\', version: \'1.0.0\' }')
+  }
+  if (servers !== undefined && (!isObject(servers) ||
+    !Object.values(servers).every((server) => isObject(server) && typeof server.host === 'string' && typeof server.protocol === 'string'))) {
+    throw new FRT_ERR_INVALID_OPTION('servers', 'expected AsyncAPI Server Objects by name, such as { production: { host: \'example.com\', protocol: \'wss\' } }')
+  }
+  return { info: info as AsyncApiOptions['info'], servers: servers as AsyncApiOptions['servers'] }
+}
+
+/** The plugin option `asyncapi`: serves the document as JSON at `path`. */
+export interface AsyncApiRouteOptions extends AsyncApiOptions {
+  /** Where the document is served, such as `/asyncapi.json`. */
+  path: string
+}
+
+/** The plugin option `asyncapi`, or undefined when absent. @internal */
+export function asyncapiOption (value: unknown): AsyncApiRouteOptions | undefined {
+  if (value === undefined) return undefined
+  const path = isObject(value) ? value.path : undefined
+  if (typeof path !== 'string' || !path.startsWith('/')) {
+    throw new FRT_ERR_INVALID_OPTION('asyncapi', 'expected { path } with a path such as \'/asyncapi.json\' (and optionally info and servers)')
+  }
+  return Object.freeze({ path, ...asyncapiDocumentOptions(value, 'asyncapi') })
 }

@@ -14,3 +14,5 @@ export const kRealtimeRoute = Symbol('fastify-realtime.ws.route')
 export const kEarlyMessages = Symbol('fastify-realtime.testing.early-messages')
 /** A close a `connectWS` socket saw before the helper listened. */
 export const kEarlyClose = Symbol('fastify-realtime.testing.early-close')
+/** A route's `sse` declaration, kept in its config (the route option `sse`). */
+export const kSseRoute = Symbol('fastify-realtime.sse.route')

@@ -20,6 +20,7 @@ export function attachHub (fastify: FastifyInstance, broker: unknown): Hub {
   }
   const hub = new Hub(broker ?? memoryBroker(), broker === undefined, fastify.log)
   fastify.decorate('realtime', hub)
+  fastify.addHook('onReady', async () => { hub.ready = true })
   fastify.addHook('onClose', () => hub.close())
   return hub
 }

@@ -8,8 +8,13 @@ import {
   type EventData,
   type EventName
 } from '../contract.js'
-import { FRT_ERR_INVALID_OPTION, FRT_ERR_TOPIC_CONTRACT } from '../errors.js'
+import { FRT_ERR_ASYNCAPI_NOT_READY, FRT_ERR_INVALID_OPTION, FRT_ERR_TOPIC_CONTRACT } from '../errors.js'
 import type { Broker, BrokerEvent } from '../brokers/broker.js'
+import { assembleDocument, describeRoutes, type AsyncApiDocument, type AsyncApiOptions, type DocumentBody } from '../asyncapi/document.js'
+import { RouteRegistry } from '../asyncapi/registry.js'
+import { channels } from '../diagnostics.js'
+import { asyncapiDocumentOptions } from '../options.js'
+import { Counters, type RealtimeStats } from './stats.js'
 
 /** Turns a broker event into what one transport writes (an SSE frame, a WebSocket frame). */
 export type Encoder<F> = (event: BrokerEvent) => F
@@ -57,6 +62,15 @@ export interface Realtime {
   /** The topic of this name, created on first use (memoized by name). */
   topic<C extends AnyContract> (name: string, options: { contract: C }): Topic<C>
   topic (name: string, options?: { contract?: undefined }): Topic<undefined>
+  /**
+   * The AsyncAPI 3.0.0 document (a plain object, a fresh copy per call) of every `app.ws()` route
+   * and every route declared with the route option `sse`. Built once, on the first call after
+   * `app.ready()` (before it, throws `FRT_ERR_ASYNCAPI_NOT_READY`); a schema with no JSON form
+   * throws `FRT_ERR_ASYNCAPI_SCHEMA`, naming its route and message.
+   */
+  asyncapi (options?: AsyncApiOptions): AsyncApiDocument
+  /** A snapshot of this instance's connections, subscriptions, topics and totals, O(1). */
+  stats (): RealtimeStats
 }
 
 class TopicImpl {
@@ -77,10 +91,17 @@ class TopicImpl {
     try {
       const json = serializeEventData(this.compiled, event, data)
       // Inside the try too: a broker that throws instead of rejecting still yields a rejection.
-      return this.hub.broker.publish(this.name, event, json)
+      const published = this.hub.broker.publish(this.name, event, json)
+      return channels.topicPublish.hasSubscribers ? published.then((id) => this.announce(event, id)) : published
     } catch (err) {
       return Promise.reject(err)
     }
+  }
+
+  /** Publishes the diagnostics event of a publish, once the broker took it. */
+  private announce (event: string, id: string): string {
+    channels.topicPublish.publish({ topic: this.name, event, id })
+    return id
   }
 }
 
@@ -93,9 +114,17 @@ export function isTopic (value: unknown): value is Topic {
 export class Hub implements Realtime {
   readonly broker: Broker
   readonly ownsBroker: boolean
+  /** What the transports count for stats(). */
+  readonly counters = new Counters()
+  /** The routes the AsyncAPI document describes. */
+  readonly registry = new RouteRegistry()
+  /** Set once the app is ready: no route can be added after it. */
+  ready = false
   private readonly log: FastifyBaseLogger
   private readonly topics = new Map<string, TopicImpl>()
   private readonly routes = new Map<string, Map<Encoder<unknown>, Set<Subscriber<unknown>>>>()
+  private subscriptions = 0
+  private document: DocumentBody | undefined
   private unlisten: (() => void) | undefined
 
   constructor (broker: Broker, ownsBroker: boolean, log: FastifyBaseLogger) {
@@ -133,7 +162,9 @@ export class Hub implements Realtime {
       subscribers = new Set()
       groups.set(encoder as Encoder<unknown>, subscribers)
     }
+    if (subscribers.has(subscriber as Subscriber<unknown>)) return
     subscribers.add(subscriber as Subscriber<unknown>)
+    this.subscriptions++
   }
 
   /** Removes a local subscriber; a no-op when it is not there. */
@@ -141,6 +172,7 @@ export class Hub implements Realtime {
     const groups = this.routes.get(topic)
     const subscribers = groups?.get(encoder as Encoder<unknown>)
     if (subscribers === undefined || !subscribers.delete(subscriber as Subscriber<unknown>)) return
+    this.subscriptions--
     if (subscribers.size === 0) {
       (groups as Map<Encoder<unknown>, Set<Subscriber<unknown>>>).delete(encoder as Encoder<unknown>)
       if ((groups as Map<Encoder<unknown>, Set<Subscriber<unknown>>>).size === 0) this.routes.delete(topic)
@@ -159,7 +191,35 @@ export class Hub implements Realtime {
     this.unlisten?.()
     this.unlisten = undefined
     this.routes.clear()
+    this.subscriptions = 0
     if (this.ownsBroker) await this.broker.close()
+  }
+
+  asyncapi (options?: AsyncApiOptions): AsyncApiDocument {
+    const parsed = asyncapiDocumentOptions(options)
+    if (!this.ready) throw new FRT_ERR_ASYNCAPI_NOT_READY()
+    this.document ??= describeRoutes(this.registry.routes)
+    return assembleDocument(this.document, parsed)
+  }
+
+  stats (): RealtimeStats {
+    const counters = this.counters
+    return {
+      connections: { sse: counters.sse, ws: counters.ws },
+      subscriptions: this.subscriptions,
+      topics: this.routes.size,
+      totals: {
+        opened: counters.opened,
+        closed: counters.closed,
+        rejected: counters.rejected,
+        received: counters.received,
+        sent: counters.sent,
+        invalid: counters.invalid,
+        slowConsumers: counters.slowConsumers,
+        resumed: counters.resumed,
+        resets: counters.resets
+      }
+    }
   }
 
   private readonly dispatch = (event: BrokerEvent): void => {

@@ -1,4 +1,5 @@
 import type { BrokerEvent } from '../brokers/broker.js'
+import { channels, type ConnectionInfo } from '../diagnostics.js'
 import { compareEventIds, parseEventId, type EventIdParts } from '../protocol/event-id.js'
 import type { Encoder, Hub, Subscriber } from './hub.js'
 
@@ -18,6 +19,8 @@ export interface Sink {
   reset (topics: string[]): void
   /** The history could not be read: the sink decides what the client sees. */
   historyFailed (err: unknown): void
+  /** Who the sink is, for the diagnostics channels (made only when someone listens). */
+  describe (): ConnectionInfo
 }
 
 /**
@@ -56,9 +59,13 @@ export class Subscription implements Subscriber<Buffer> {
     }
     if (!this.sink.isOpen) return
     if (history === null) {
+      this.hub.counters.resets++
+      this.announce(false, 0)
       this.sink.reset(this.topics)
       return this.goLive(undefined)
     }
+    this.hub.counters.resumed++
+    this.announce(true, history.length)
     for (const event of history) {
       this.sink.write(this.encode(event))
       if (this.sink.congested) await this.sink.drained()
@@ -67,6 +74,12 @@ export class Subscription implements Subscriber<Buffer> {
     // The client has everything up to `after` and the replay: a live feed that lags behind (another
     // instance's reader) may still bring those, and none may go out twice.
     this.goLive(history.at(-1)?.id ?? after)
+  }
+
+  private announce (resumed: boolean, replayed: number): void {
+    if (channels.subscriptionResume.hasSubscribers) {
+      channels.subscriptionResume.publish({ ...this.sink.describe(), topics: [...this.topics], resumed, replayed })
+    }
   }
 
   /** Removes the subscription from the hub. */

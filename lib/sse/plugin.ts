@@ -1,12 +1,22 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
+import { serveDocument } from '../asyncapi/route.js'
 import { compiledOf, type AnyContract } from '../contract.js'
+import { channels } from '../diagnostics.js'
 import { FRT_ERR_INVALID_OPTION, FRT_ERR_SSE_ALREADY_SENT, FRT_ERR_SSE_CONFLICT } from '../errors.js'
-import { heartbeatOption, maxBufferedBytesOption, retryOption } from '../options.js'
-import { kReplyStream } from '../symbols.js'
+import {
+  asyncapiOption,
+  heartbeatOption,
+  maxBufferedBytesOption,
+  retryOption,
+  sseRouteOption,
+  type AsyncApiRouteOptions,
+  type SseRouteOption
+} from '../options.js'
+import { kReplyStream, kSseRoute } from '../symbols.js'
 import type { Broker } from '../brokers/broker.js'
 import { attachHub } from '../hub/attach.js'
-import type { Realtime } from '../hub/hub.js'
+import type { Hub, Realtime } from '../hub/hub.js'
 import { Heartbeats } from './heartbeats.js'
 import {
   SseStreamImpl,
@@ -36,6 +46,11 @@ export interface FastifySseOptions {
    * @default memoryBroker()
    */
   broker?: Broker
+  /**
+   * Serves `fastify.realtime.asyncapi({ info, servers })` as JSON at `path` (a GET route hidden from
+   * @fastify/swagger), built once when the app is ready. Unset: not served. Set it on one plugin only.
+   */
+  asyncapi?: AsyncApiRouteOptions
 }
 
 /** `reply.sse`: a push stream, or a stream fed from an (async) iterable. */
@@ -53,6 +68,13 @@ export interface ReplySse {
 }
 
 declare module 'fastify' {
+  interface RouteShorthandOptions {
+    /**
+     * Declares an SSE route: `reply.sse()` on it defaults to this contract, and
+     * `fastify.realtime.asyncapi()` describes it. `true` declares a route without a contract.
+     */
+    sse?: SseRouteOption
+  }
   interface FastifyInstance {
     /** The realtime hub: topics shared by SSE streams and WebSocket connections. */
     realtime: Realtime
@@ -94,9 +116,29 @@ function endStreamOnError (reply: FastifyReply, err: unknown): undefined {
   return undefined
 }
 
+/** A declared SSE route answered without opening its stream (a refusal, or an error before reply.sse()). */
+function rejectionHook (hub: Hub, url: string) {
+  return function countRejection (_request: FastifyRequest, reply: FastifyReply, payload: unknown, done: HookHandlerDoneFunction & ((err: Error | null, payload?: unknown) => void)): void {
+    hub.counters.rejected++
+    if (channels.connectionReject.hasSubscribers) channels.connectionReject.publish({ transport: 'sse', route: url, status: reply.statusCode })
+    done(null, payload)
+  }
+}
+
+/** Records a route declared with the route option `sse`: its default contract, the document, the rejection count. */
+function declareRoute (hub: Hub, routeOptions: RouteOptions & { sse?: unknown }): void {
+  const declared = sseRouteOption(routeOptions.sse)
+  if (declared === undefined) return
+  routeOptions.config = { ...routeOptions.config, [kSseRoute]: declared } as typeof routeOptions.config
+  const onSend = routeOptions.onSend
+  routeOptions.onSend = [rejectionHook(hub, routeOptions.url), ...(onSend === undefined ? [] : Array.isArray(onSend) ? onSend : [onSend])] as any
+  for (const method of [routeOptions.method].flat()) {
+    if (method === 'HEAD') continue
+    hub.registry.add({ transport: 'sse', url: routeOptions.url, method, contract: declared.contract, querystring: (routeOptions.schema as { querystring?: unknown } | undefined)?.querystring })
+  }
+}
+
 function wrapHandler (routeOptions: RouteOptions & { websocket?: boolean }): void {
-  // A WebSocket route's handler takes (socket, request): it has no reply to stream on.
-  if (routeOptions.websocket === true) return
   const handler = routeOptions.handler
   routeOptions.handler = function sseAwareHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
     let result: unknown
@@ -117,9 +159,11 @@ function wrapHandler (routeOptions: RouteOptions & { websocket?: boolean }): voi
 
 async function fastifySsePlugin (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
   assertNoOtherSsePlugin(fastify)
+  const asyncapi = asyncapiOption(options.asyncapi)
+  const hub = attachHub(fastify, options.broker)
   const host: SseHost = {
     settings: settingsOf(options),
-    hub: attachHub(fastify, options.broker),
+    hub,
     open: new Set(),
     heartbeats: new Heartbeats(),
     closing: false
@@ -134,8 +178,11 @@ async function fastifySsePlugin (fastify: FastifyInstance, options: FastifySseOp
     }
     if ((this as any)[kReplyStream] !== null || this.sent) throw new FRT_ERR_SSE_ALREADY_SENT()
     const sseOptions = options as SseOptions<AnyContract | undefined>
-    const compiled = sseOptions.contract === undefined ? undefined : compiledOf(sseOptions.contract)
-    const stream = new SseStreamImpl(this, host, compiled, sseOptions)
+    const config = this.request.routeOptions.config as { url?: string, [kSseRoute]?: { contract: AnyContract | undefined } }
+    // A declared route's contract is the default; `contract` in the options overrides it.
+    const contract = sseOptions.contract ?? config[kSseRoute]?.contract
+    const compiled = contract === undefined ? undefined : compiledOf(contract)
+    const stream = new SseStreamImpl(this, host, compiled, sseOptions, config.url ?? '')
     ;(this as any)[kReplyStream] = stream
     // A stream opened while the server closes (a handler that awaited past preClose) ends at once.
     if (host.closing) stream.shutdown()
@@ -144,7 +191,13 @@ async function fastifySsePlugin (fastify: FastifyInstance, options: FastifySseOp
     return this
   })
 
-  fastify.addHook('onRoute', wrapHandler)
+  fastify.addHook('onRoute', function onRoute (routeOptions: RouteOptions & { websocket?: boolean }) {
+    // A WebSocket route's handler takes (socket, request): it has no reply to stream on.
+    if (routeOptions.websocket === true) return
+    declareRoute(hub, routeOptions)
+    wrapHandler(routeOptions)
+  })
+  serveDocument(fastify, hub, asyncapi)
   // @fastify/sse registered after this plugin assigns its own reply.sse per request: refuse to start.
   fastify.addHook('onReady', async () => {
     if (fastify.hasPlugin('@fastify/sse')) throw new FRT_ERR_SSE_CONFLICT(' by @fastify/sse')

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Http2ServerResponse } from 'node:http2'
@@ -12,7 +13,9 @@ import {
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import { chunkedSocketOf, requestSignalController } from '../internals.js'
 import { heartbeatOption, maxBufferedBytesOption, retryOption } from '../options.js'
+import { CloseCode } from '../protocol/close-codes.js'
 import { ReservedEvent } from '../protocol/names.js'
+import { channels, type ConnectionInfo } from '../diagnostics.js'
 import { kStreamOwner } from '../symbols.js'
 import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
 import { corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
@@ -140,8 +143,12 @@ export class SseStreamImpl implements Sink, Corkable {
   private resolveClosed: (() => void) | undefined
   private source: AsyncIterator<unknown> | Iterator<unknown> | undefined
   private sourceStopped = false
+  // The route's URL pattern and the stream's id, for the diagnostics channels and nothing else.
+  private readonly route: string
+  private connectionId: string | undefined
+  private readonly openedAt = performance.now()
 
-  constructor (reply: FastifyReply, host: SseHost, compiled: CompiledContract | undefined, options: SseOptions<any>) {
+  constructor (reply: FastifyReply, host: SseHost, compiled: CompiledContract | undefined, options: SseOptions<any>, route: string) {
     const settings = host.settings
     const retry = retryOption(options.retry) ?? settings.retry
     const heartbeat = heartbeatOption(options.heartbeat) ?? settings.heartbeat
@@ -152,6 +159,7 @@ export class SseStreamImpl implements Sink, Corkable {
     this.host = host
     this.compiled = compiled
     this.heartbeatInterval = heartbeat
+    this.route = route
     this.lastEventId = readLastEventId(this.request)
 
     const headers = reply.getHeaders() as Record<string, string | number | string[]>
@@ -183,6 +191,17 @@ export class SseStreamImpl implements Sink, Corkable {
     this.socket = chunkedSocketOf(raw)
     host.open.add(this)
     if (heartbeat > 0) host.heartbeats.add(heartbeat, this)
+    const counters = host.hub.counters
+    counters.sse++
+    counters.opened++
+    if (channels.connectionOpen.hasSubscribers) channels.connectionOpen.publish(this.describe())
+  }
+
+  /** @internal */
+  describe (): ConnectionInfo {
+    // Made on first need: a random id costs time and memory that most streams never use.
+    this.connectionId ??= randomUUID()
+    return { transport: 'sse', route: this.route, connectionId: this.connectionId }
   }
 
   send (event: string, data: unknown, options?: SendOptions): boolean {
@@ -215,9 +234,14 @@ export class SseStreamImpl implements Sink, Corkable {
   }
 
   close (): void {
+    this.end(CloseCode.Normal)
+  }
+
+  /** Ends the response; `code` says why, for the diagnostics channels. */
+  private end (code: number): void {
     if (!this.isOpen) return
     this.raw.end()
-    this.finish()
+    this.finish(code)
   }
 
   get signal (): AbortSignal {
@@ -237,9 +261,15 @@ export class SseStreamImpl implements Sink, Corkable {
     return this.closedPromise
   }
 
-  /** Writes a chunk made by {@link chunk}, tracking unsent bytes; cuts the stream past maxBufferedBytes. @internal */
+  /** Writes a chunk made by {@link chunk}, counted as sent. @internal */
   write (frame: Buffer): boolean {
     if (!this.isOpen) return false
+    this.host.hub.counters.sent++
+    return this.push(frame)
+  }
+
+  /** Writes a chunk, tracking unsent bytes; cuts the stream past maxBufferedBytes. */
+  private push (frame: Buffer): boolean {
     const socket = this.socket
     let flushed: boolean
     if (socket !== undefined) {
@@ -276,14 +306,19 @@ export class SseStreamImpl implements Sink, Corkable {
   /** @internal */
   heartbeat (): void {
     // A congested stream already has bytes in flight; a heartbeat would only add to them.
-    if (!this.congested) this.write(HEARTBEAT_CHUNK)
+    if (!this.congested) this.push(HEARTBEAT_CHUNK)
   }
 
   /** Closes a consumer that does not read: destroying the socket frees its buffer at once. @internal */
   cutSlowConsumer (): void {
     // Callers hold an open stream: write() checks, and a closed stream has no subscriptions left.
     this.log.warn({ maxBufferedBytes: this.maxBufferedBytes }, 'fastify-realtime: SSE client is not reading; closed as a slow consumer')
-    this.finish()
+    this.host.hub.counters.slowConsumers++
+    if (channels.consumerSlow.hasSubscribers) {
+      const bufferedBytes = (this.socket ?? this.raw as ServerResponse).writableLength
+      channels.consumerSlow.publish({ ...this.describe(), bufferedBytes, maxBufferedBytes: this.maxBufferedBytes })
+    }
+    this.finish(CloseCode.SlowConsumer)
     this.raw.destroy()
   }
 
@@ -294,13 +329,13 @@ export class SseStreamImpl implements Sink, Corkable {
     this.log.error({ err }, 'fastify-realtime: SSE source failed; the stream was ended')
     const { code, message } = clientError(err, 'SOURCE_ERROR', SOURCE_ERROR_MESSAGE)
     this.writeText(frameEvent(ReservedEvent.Error, JSON.stringify({ code, message })))
-    this.close()
+    this.end(CloseCode.InternalError)
   }
 
   /** Ends the stream because the server is closing; the client reconnects elsewhere or later. @internal */
   shutdown (): void {
     // Only open streams are shut down: the preClose loop walks host.open, reply.sse() a new stream.
-    this.close()
+    this.end(CloseCode.GoingAway)
     // Nothing else will use this connection: release it now rather than leave it idle.
     const request = this.request.raw as any
     if (request.httpVersionMajor >= 2) request.stream?.session?.close()
@@ -370,7 +405,7 @@ export class SseStreamImpl implements Sink, Corkable {
   /** Resume cannot be answered now; closing lets the client come back with the same Last-Event-ID. @internal */
   historyFailed (err: unknown): void {
     this.log.error({ err }, 'fastify-realtime: cannot read the history to resume an SSE stream; it was closed')
-    this.close()
+    this.end(CloseCode.InternalError)
   }
 
   /** The client is gone. @internal */
@@ -378,7 +413,7 @@ export class SseStreamImpl implements Sink, Corkable {
     // A request 'error' is the client leaving mid-upload, or an aborted inject(); a response
     // 'close' or 'error' is the connection ending. Either way the stream is over.
     if (!this.isOpen) return
-    this.finish()
+    this.finish(CloseCode.Abnormal)
     if (!this.raw.destroyed) this.raw.destroy()
   }
 
@@ -389,9 +424,15 @@ export class SseStreamImpl implements Sink, Corkable {
     for (const resolve of waiters) resolve()
   }
 
-  /** Releases everything the stream holds; runs exactly once. */
-  private finish (): void {
+  /** Releases everything the stream holds; runs exactly once. `code` says why, for the diagnostics channels. */
+  private finish (code: number): void {
     this.isOpen = false
+    const counters = this.host.hub.counters
+    counters.sse--
+    counters.closed++
+    if (channels.connectionClose.hasSubscribers) {
+      channels.connectionClose.publish({ ...this.describe(), code, durationMs: performance.now() - this.openedAt })
+    }
     const raw = this.raw as ServerResponse
     if (this.onDrain !== undefined) (this.socket ?? raw).removeListener('drain', this.onDrain)
     this.request.raw.removeListener('error', onGone)

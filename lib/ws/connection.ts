@@ -29,6 +29,8 @@ import {
   type WsErrorCode
 } from '../protocol/messages.js'
 import { kConnection } from '../symbols.js'
+import type { WsRouteEntry } from '../asyncapi/registry.js'
+import { channels, traceHandler, type ConnectionInfo } from '../diagnostics.js'
 import { encodeWsEvent, framePayload } from './frame.js'
 import { ProtocolError, parseMessage, type InboundMessage } from './inbound.js'
 
@@ -89,6 +91,8 @@ export interface WsRouteSettings {
   readonly maxPayload: number
   readonly rateLimit: { readonly messages: number, readonly intervalMs: number } | false
   readonly maxBufferedBytes: number
+  /** The route as the AsyncAPI document and the diagnostics channels know it (its URL pattern). */
+  readonly entry: WsRouteEntry
 }
 
 /** What all connections of one plugin registration share. @internal */
@@ -164,6 +168,7 @@ export class ConnectionImpl implements Sink, Corkable {
   private onDrain: (() => void) | undefined
   private controller: AbortController | undefined
   private readonly expiresAt: number | undefined
+  private readonly openedAt = performance.now()
 
   constructor (socket: WebSocket, request: FastifyRequest, auth: Authenticated | null, route: WsRouteSettings, host: WsHost) {
     this.socket = socket
@@ -186,8 +191,17 @@ export class ConnectionImpl implements Sink, Corkable {
     socket.on('pong', ConnectionImpl.onPong)
     socket.on('ping', ConnectionImpl.onPing)
     host.open.add(this)
+    const counters = host.hub.counters
+    counters.ws++
+    counters.opened++
+    if (channels.connectionOpen.hasSubscribers) channels.connectionOpen.publish(this.describe())
     if (this.expiresAt !== undefined) this.scheduleExpiry()
     if (route.onOpen !== undefined) this.open(route.onOpen)
+  }
+
+  /** @internal */
+  describe (): ConnectionInfo {
+    return { transport: 'ws', route: this.route.entry.url, connectionId: this.id }
   }
 
   send (event: string, data: unknown): boolean {
@@ -266,6 +280,7 @@ export class ConnectionImpl implements Sink, Corkable {
    */
   private out (data: Buffer | string, raw: boolean): void {
     if (!this.writable) return
+    this.host.hub.counters.sent++
     const tcp = this.tcp
     corkForTick(this, tcp)
     if (raw) tcp.write(data)
@@ -289,6 +304,10 @@ export class ConnectionImpl implements Sink, Corkable {
   /** @internal */
   cutSlowConsumer (): void {
     this.log.warn({ maxBufferedBytes: this.maxBufferedBytes }, 'fastify-realtime: WebSocket client is not reading; closed as a slow consumer')
+    this.host.hub.counters.slowConsumers++
+    if (channels.consumerSlow.hasSubscribers) {
+      channels.consumerSlow.publish({ ...this.describe(), bufferedBytes: this.socket.bufferedAmount, maxBufferedBytes: this.maxBufferedBytes })
+    }
     // It will not read the close frame behind its backlog: ws destroys the socket after closeTimeout.
     this.closeWith(CloseCode.SlowConsumer, 'slow consumer')
   }
@@ -374,6 +393,7 @@ export class ConnectionImpl implements Sink, Corkable {
 
   private message (data: Buffer, isBinary: boolean): void {
     if (!this.isOpen) return
+    this.host.hub.counters.received++
     this.alive = true
     if (isBinary) return this.closeWith(CloseCode.UnsupportedData, 'binary frames are not accepted')
     if (data.length > this.route.maxPayload) return this.closeWith(CloseCode.MessageTooBig, 'message too big')
@@ -454,6 +474,7 @@ export class ConnectionImpl implements Sink, Corkable {
       return this.badMessage(message.id, ErrorCode.Validation, `The data of "${message.type}" does not match its schema.`, [failure])
     }
     this.badInARow = 0
+    if (channels.wsHandler.hasSubscribers) return this.traced(handler, message)
     let result: unknown
     try {
       result = handler(message.data, this as unknown as Connection<any>)
@@ -468,7 +489,19 @@ export class ConnectionImpl implements Sink, Corkable {
     return result.then((value) => this.reply(message, value), (err: unknown) => this.handlerFailed(message, err))
   }
 
+  /** Runs a handler inside the tracing channel, answering as {@link handle} does. */
+  private traced (handler: MessageHandler, message: InboundMessage): Promise<void> | undefined {
+    return traceHandler(
+      { ...this.describe(), transport: 'ws', type: message.type, async: false },
+      () => handler(message.data, this as unknown as Connection<any>),
+      (value) => this.reply(message, value),
+      (err) => this.handlerFailed(message, err)
+    )
+  }
+
   private badMessage (id: MessageId | undefined, code: WsErrorCode, message: string, details?: ValidationDetail[]): undefined {
+    this.host.hub.counters.invalid++
+    if (channels.messageInvalid.hasSubscribers) channels.messageInvalid.publish({ ...this.describe(), code })
     this.writeText(errorMessage(id, code, message, details))
     if (++this.badInARow >= BAD_MESSAGES_BEFORE_CLOSE) this.closeWith(CloseCode.TooManyBadMessages, 'too many bad messages')
     return undefined
@@ -528,9 +561,15 @@ export class ConnectionImpl implements Sink, Corkable {
     this.isOpen = false
     this.host.open.delete(this)
     this.release()
+    const finalCode = this.serverCode ?? code
+    const counters = this.host.hub.counters
+    counters.ws--
+    counters.closed++
+    if (channels.connectionClose.hasSubscribers) {
+      channels.connectionClose.publish({ ...this.describe(), code: finalCode, durationMs: performance.now() - this.openedAt })
+    }
     const onClose = this.route.onClose
     if (onClose === undefined) return
-    const finalCode = this.serverCode ?? code
     try {
       const result = onClose(this as unknown as Connection<any>, finalCode, this.serverCode === undefined ? reason.toString() : this.serverReason)
       if (isPromise(result)) result.then(undefined, (err: unknown) => this.onCloseFailed(err))

@@ -3,9 +3,11 @@
 import type { FastifyInstance, FastifyRequest, RouteShorthandOptions } from 'fastify'
 import type { PerMessageDeflateOptions } from 'ws'
 import type { Broker } from '../brokers/broker.js'
+import type { WsRouteEntry } from '../asyncapi/registry.js'
 import { compiledOf, type AnyContract, type MessageData, type MessageName, type ReplyData } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION, FRT_ERR_WS_MISSING_HANDLER } from '../errors.js'
 import {
+  asyncapiOption,
   functionOption,
   heartbeatOption,
   maxBufferedBytesOption,
@@ -14,6 +16,7 @@ import {
   perMessageDeflateOption,
   rateLimitOption,
   upgradeRateLimitOption,
+  type AsyncApiRouteOptions,
   type OriginPolicy,
   type RateLimitOptions,
   type UpgradeRateLimitOptions
@@ -79,6 +82,11 @@ export interface FastifyWsOptions {
    * @default memoryBroker()
    */
   broker?: Broker
+  /**
+   * Serves `fastify.realtime.asyncapi({ info, servers })` as JSON at `path` (a GET route hidden from
+   * @fastify/swagger), built once when the app is ready. Unset: not served. Set it on one plugin only.
+   */
+  asyncapi?: AsyncApiRouteOptions
 }
 
 /** The message handlers of a route: one per message of its contract, typed by it. */
@@ -130,6 +138,7 @@ export interface WsSettings {
   readonly rateLimit: RateLimitOptions | false
   readonly upgradeRateLimit: UpgradeRateLimitOptions | false
   readonly maxBufferedBytes: number
+  readonly asyncapi: AsyncApiRouteOptions | undefined
 }
 
 export function settingsOf (options: FastifyWsOptions): WsSettings {
@@ -141,11 +150,27 @@ export function settingsOf (options: FastifyWsOptions): WsSettings {
     heartbeat: heartbeatOption(options.heartbeat) ?? DEFAULT_HEARTBEAT,
     rateLimit: rateLimitOption(options.rateLimit, DEFAULT_RATE_LIMIT),
     upgradeRateLimit: upgradeRateLimitOption(options.upgradeRateLimit),
-    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES)
+    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES),
+    asyncapi: asyncapiOption(options.asyncapi)
   })
 }
 
-export function routeSettings (url: string, options: WsRouteOptions<any>, settings: WsSettings): WsRouteSettings {
+/** The route as the registry records it; its url becomes the URL pattern with its prefix once Fastify registers it. */
+function routeEntry (url: string, options: WsRouteOptions<any>, authenticated: boolean, maxPayload: number): WsRouteEntry {
+  const schema = options.schema as { querystring?: unknown, headers?: unknown } | undefined
+  return {
+    transport: 'ws',
+    url,
+    contract: options.contract,
+    authenticated,
+    topics: (options as { topics?: Record<string, unknown> }).topics,
+    maxPayload,
+    querystring: schema?.querystring,
+    headers: schema?.headers
+  }
+}
+
+export function routeSettings (url: string, options: WsRouteOptions<any>, settings: WsSettings, authenticated: boolean): WsRouteSettings {
   const compiled = options.contract === undefined ? undefined : compiledOf(options.contract)
   const handlers = (options.handlers ?? {}) as Record<string, unknown>
   if (handlers === null || typeof handlers !== 'object') throw new FRT_ERR_INVALID_OPTION('handlers', 'expected an object of message handlers')
@@ -169,7 +194,8 @@ export function routeSettings (url: string, options: WsRouteOptions<any>, settin
     onClose: functionOption<WsRouteSettings['onClose']>('onClose', options.onClose),
     maxPayload,
     rateLimit: rateLimitOption(options.rateLimit, settings.rateLimit),
-    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, settings.maxBufferedBytes)
+    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, settings.maxBufferedBytes),
+    entry: routeEntry(url, options, authenticated, maxPayload)
   })
 }
 

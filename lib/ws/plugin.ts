@@ -3,6 +3,8 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import fastifyWebsocket from '@fastify/websocket'
 import fp from 'fastify-plugin'
+import { serveDocument } from '../asyncapi/route.js'
+import { channels } from '../diagnostics.js'
 import { FRT_ERR_WS_CONFLICT } from '../errors.js'
 import { attachHub } from '../hub/attach.js'
 import { CloseCode } from '../protocol/close-codes.js'
@@ -22,14 +24,21 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
   if (fastify.hasPlugin('@fastify/websocket')) throw new FRT_ERR_WS_CONFLICT()
   const settings = settingsOf(options)
 
+  const hub = attachHub(fastify, options.broker)
   // Before @fastify/websocket's own onRoute hook, which replaces every route's handler.
-  fastify.addHook('onRoute', guardRoute(settings.origins))
+  fastify.addHook('onRoute', guardRoute(settings.origins, hub))
+  serveDocument(fastify, hub, settings.asyncapi)
   // Upgrade requests still in Fastify's hooks (an authenticate that has not settled): Node's HTTP
   // timeouts no longer apply to them and nothing reads their sockets, so app.close() ends them.
   // A socket leaves the set when it closes, or when it becomes a connection.
   const upgrading = new Set<Socket>()
+  /** An upgrade refused before routing: no route to name. */
+  const rejected = (status: number): void => {
+    hub.counters.rejected++
+    if (channels.connectionReject.hasSubscribers) channels.connectionReject.publish({ transport: 'ws', route: null, status })
+  }
   const host: WsHost = {
-    hub: attachHub(fastify, options.broker),
+    hub,
     open: new Set(),
     upgrading,
     forgetUpgrade () { upgrading.delete(this) }
@@ -55,7 +64,10 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
       // No new upgrades: a late one gets 503 and its socket ends (routed through Fastify it would
       // get a 503 on a socket that nobody ends, and app.close() would wait for it forever).
       for (const listener of upgradeListeners) this.server.removeListener('upgrade', listener as () => void)
-      this.server.on('upgrade', refuseLateUpgrade)
+      this.server.on('upgrade', function refuseLate (request: IncomingMessage, socket: Socket) {
+        rejected(503)
+        refuseLateUpgrade(request, socket)
+      })
       this.websocketServer.close()
       const sockets = [...this.websocketServer.clients]
       for (const socket of upgrading) socket.destroy()
@@ -78,7 +90,10 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
       // An injected upgrade (injectWS) has no remote address and is not counted.
       const address = socket.remoteAddress
       const retryAfter = address === undefined ? 0 : spend(address)
-      if (retryAfter > 0) return refuseTooMany(socket, retryAfter)
+      if (retryAfter > 0) {
+        rejected(429)
+        return refuseTooMany(socket, retryAfter)
+      }
       for (const listener of listeners) listener.call(this, request, socket, head)
     }
     fastify.server.on('upgrade', limitUpgrades)

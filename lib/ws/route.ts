@@ -14,6 +14,9 @@ import {
   FRT_ERR_WS_FORBIDDEN_ORIGIN,
   FRT_ERR_WS_UNAUTHORIZED
 } from '../errors.js'
+import type { WsRouteEntry } from '../asyncapi/registry.js'
+import { channels } from '../diagnostics.js'
+import type { Hub } from '../hub/hub.js'
 import { closeCodeOfWsError } from '../internals.js'
 import { functionOption, originsOption, type OriginPolicy } from '../options.js'
 import { CloseCode } from '../protocol/close-codes.js'
@@ -44,6 +47,17 @@ function authHook (authenticate: Authenticate) {
   }
 }
 
+/** An upgrade answered with a status instead of a 101 (origin, authentication, or any other hook). */
+function rejectionHook (hub: Hub, entry: WsRouteEntry) {
+  return function countRejection (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+    if (request.ws) {
+      hub.counters.rejected++
+      if (channels.connectionReject.hasSubscribers) channels.connectionReject.publish({ transport: 'ws', route: entry.url, status: reply.statusCode })
+    }
+    done(null, payload)
+  }
+}
+
 const realtimeSockets = new WeakSet<WebSocket>()
 
 /**
@@ -65,10 +79,10 @@ export function registerRoute (instance: FastifyInstance, url: string, options: 
     contract, handlers, onOpen, onClose, authenticate, origins, rateLimit, maxBufferedBytes, maxPayload,
     ...routeOptions
   } = options
-  const route = routeSettings(url, options, settings)
   const auth = authenticate === undefined ? settings.authenticate : authenticate
   if (auth === undefined) throw new FRT_ERR_WS_AUTH_REQUIRED(url)
   if (auth !== false) functionOption('authenticate', auth)
+  const route = routeSettings(url, options, settings, auth !== false)
   const policy = origins === undefined ? settings.origins : originsOption(origins)
 
   instance.route({
@@ -76,13 +90,16 @@ export function registerRoute (instance: FastifyInstance, url: string, options: 
     method: 'GET',
     url,
     websocket: true,
+    // Not an HTTP route: @fastify/swagger leaves it out (as @fastify/websocket's routes); the AsyncAPI document has it.
+    schema: { ...routeOptions.schema, hide: true },
     onRequest: hooks(originHook(policy), routeOptions.onRequest as any),
     preHandler: auth === false ? routeOptions.preHandler : hooks(authHook(auth), routeOptions.preHandler as any),
+    onSend: hooks(rejectionHook(host.hub, route.entry), routeOptions.onSend as any),
     handler: Object.assign(function openConnection (socket: WebSocket, request: FastifyRequest) {
       // eslint-disable-next-line no-new -- the connection registers itself with its socket and the host
       new ConnectionImpl(socket, request, (request as any)[kAuth] as Authenticated | null, route, host)
       realtimeSockets.add(socket)
-    }, { [kRealtimeRoute]: true })
+    }, { [kRealtimeRoute]: route.entry })
   } as any)
 }
 
@@ -98,11 +115,20 @@ function refuseUpgrade (request: FastifyRequest, reply: FastifyReply, done: Hook
 /**
  * Every route gets a guard: HTTP routes refuse upgrades with 404, and plain `{ websocket: true }`
  * routes get the plugin's origin policy, so cross-site WebSocket hijacking is blocked on every socket.
+ * `app.ws()` routes bring their own hooks; they are recorded with their URL pattern, prefix included.
  */
-export function guardRoute (policy: OriginPolicy | undefined) {
+export function guardRoute (policy: OriginPolicy | undefined, hub: Hub) {
   const checkOrigin = originHook(policy)
   return function onRoute (routeOptions: RouteOptions & { websocket?: boolean }): void {
-    if ((routeOptions.handler as any)[kRealtimeRoute] === true) return
+    const entry = (routeOptions.handler as any)[kRealtimeRoute] as WsRouteEntry | undefined
+    if (entry !== undefined) {
+      // Fastify adds a HEAD route next to each GET route; only the GET one is the WebSocket route.
+      if (routeOptions.method === 'GET') {
+        entry.url = routeOptions.url
+        hub.registry.add(entry)
+      }
+      return
+    }
     const guard = routeOptions.websocket === true ? checkOrigin : refuseUpgrade
     routeOptions.onRequest = hooks(guard, routeOptions.onRequest as any) as any
   }
