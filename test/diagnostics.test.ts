@@ -2,7 +2,7 @@
 // ends, refusals, bad messages, resumes, publishes, slow consumers, the handler tracing channel,
 // and payloads that never carry a token or message data.
 import diagnostics from 'node:diagnostics_channel'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { Type } from '@sinclair/typebox'
 import {
@@ -35,7 +35,7 @@ const MARKER = 'marker-7d2e'
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /** An app with fastifySse and fastifyWs, a room route (authenticated by a bearer token) and a public SSE route. */
-async function build (t: Parameters<Parameters<typeof t.test>[1]>[0], wsOptions: Record<string, unknown> = {}) {
+async function build (t: Test, wsOptions: Record<string, unknown> = {}) {
   const app = await buildWs(t, { authenticate: (request) => bearerToken(request) === SECRET ? { name: 'ann' } : null, ...wsOptions })
   await app.register(fastifySse, { heartbeat: 0 })
   const topic = app.realtime.topic('lobby', { contract: room })
@@ -127,7 +127,7 @@ t.test('a refused upgrade: a reject with its status, no open and no close', asyn
   unauthorized.socket.destroy()
   forbidden.socket.destroy()
   // An injected upgrade is refused the same way.
-  await t.rejects(connectWS(app, '/rooms/a'), { statusCode: 401 })
+  await t.rejects(connectWS(app, '/rooms/a'), { code: 'FRT_ERR_TESTING', statusCode: 401 })
   t.same(on(seen, DiagnosticsChannel.ConnectionReject), [
     { transport: 'ws', route: '/rooms/:room', status: 401 },
     { transport: 'ws', route: '/rooms/:room', status: 403 },

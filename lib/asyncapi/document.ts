@@ -287,10 +287,10 @@ class ChannelBuilder {
     return { $ref: `#/channels/${this.id}/messages/${unique}` }
   }
 
-  /** A message kept in components (added there on first use). */
+  /** A message kept in components (added there on first use), under its key without the transport. */
   shared (key: string, messages: Record<string, Message>): Ref {
     this.body.components.messages[key] ??= messages[key]
-    return this.message(key, { $ref: `#/components/messages/${key}` })
+    return this.message(key.slice(key.indexOf('.') + 1), { $ref: `#/components/messages/${key}` })
   }
 
   operation (action: 'send' | 'receive', key: string, messages: Ref[], extra: Record<string, unknown> = {}): void {
