@@ -78,13 +78,14 @@ export default async function aiAnswer (fastify, { delayMs = 60, onStopped }) {
   fastify.get('/ai', (request, reply) => reply.type(HTML).send(aiPage))
 
   fastify.get('/ai/answer', {
+    sse: { contract: answerContract },
     schema: {
       querystring: Type.Object({ q: Type.String({ maxLength: 500, default: 'What is SSE?' }) })
     }
   }, (request, reply) => {
     const { q } = /** @type {{ q: string }} */ (request.query)
     const answer = generate(q, request.signal, { delayMs, log: request.log, onStopped })
-    return reply.sse(answer, { contract: answerContract })
+    return reply.sse(answer)
   })
 }
 

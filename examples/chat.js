@@ -202,10 +202,11 @@ export default async function chat (fastify, { sessions = memorySessions(), pres
   })
 
   fastify.get('/chat/rooms/:room/events', {
+    sse: { contract: chatContract },
     schema: { params: Type.Object({ room: Room }) }
   }, async (request, reply) => {
     const { room } = /** @type {{ room: string }} */ (request.params)
-    const stream = reply.sse({ contract: chatContract, retry: 1000 })
+    const stream = reply.sse({ retry: 1000 })
     // Replays what came after the browser's Last-Event-ID, then goes live: no gap, no duplicate.
     await stream.subscribe(roomTopic(room))
     return reply

@@ -42,7 +42,7 @@ const VISITOR_COOKIE = /(?:^|;\s*)visitor=([\w-]{1,36})(?:;|$)/
 export default async function cors (fastify, { allowedOrigins }) {
   const allowed = new Set(allowedOrigins)
 
-  fastify.get('/cors/events', (request, reply) => {
+  fastify.get('/cors/events', { sse: { contract: corsContract } }, (request, reply) => {
     const origin = request.headers.origin
     // The answer depends on Origin: a cache must not give one origin's answer to another.
     reply.header('vary', 'Origin')

@@ -45,8 +45,8 @@ export const ticksContract = defineContract({
 export default async function counter (fastify, { intervalMs = 1000, pingEvery = 3 }) {
   fastify.get('/counter', (request, reply) => reply.type(HTML).send(counterPage))
 
-  fastify.get('/counter/events', (request, reply) => {
-    const stream = reply.sse({ contract: counterContract })
+  fastify.get('/counter/events', { sse: { contract: counterContract } }, (request, reply) => {
+    const stream = reply.sse()
     let count = 0
     const timer = setInterval(() => {
       count++
@@ -76,9 +76,9 @@ export default async function counter (fastify, { intervalMs = 1000, pingEvery =
 
   fastify.get('/ticks', (request, reply) => reply.type(HTML).send(ticksPage))
 
-  fastify.get('/ticks/events', async (request, reply) => {
+  fastify.get('/ticks/events', { sse: { contract: ticksContract } }, async (request, reply) => {
     // A browser waits about 3 s before reconnecting unless told otherwise.
-    const stream = reply.sse({ contract: ticksContract, retry: 1000 })
+    const stream = reply.sse({ retry: 1000 })
     open.add(stream)
     stream.closed.then(() => open.delete(stream))
     // Replays the ticks after the request's Last-Event-ID, then goes live: no gap, no duplicate.

@@ -11,9 +11,11 @@
 import Fastify from 'fastify'
 import { fastifySse, fastifyWs } from 'fastify-realtime'
 import aiAnswer from './ai-answer.js'
+import asyncapiPage from './asyncapi.js'
 import chat from './chat.js'
 import counter from './counter.js'
 import cors, { corsPage } from './cors.js'
+import dashboard from './dashboard.js'
 import echo, { testOnlyTls } from './echo-secure.js'
 import { HTML, page } from './page.js'
 
@@ -28,12 +30,28 @@ const echoOrigin = `https://${host}:${echoPort}`
 const app = Fastify({ logger: true })
 // Once, at the root: every example below shares reply.sse(), app.ws() and fastify.realtime (the
 // in-memory broker). No plugin-level authenticate: each WebSocket route brings its own.
-await app.register(fastifySse)
+// The AsyncAPI document of every stream and socket below is served at /asyncapi.json.
+await app.register(fastifySse, {
+  asyncapi: {
+    path: '/asyncapi.json',
+    info: { title: 'fastify-realtime demos', version: '1.0.0', description: 'The streams and sockets of the demo pages.' },
+    servers: { http: { host: `${host}:${port}`, protocol: 'http' }, ws: { host: `${host}:${port}`, protocol: 'ws' } }
+  }
+})
 await app.register(fastifyWs)
 await app.register(counter)
 await app.register(aiAnswer)
 await app.register(cors, { allowedOrigins: [corsOrigin] })
 await app.register(chat)
+await app.register(dashboard)
+await app.register(asyncapiPage)
+// prom-client is a dev dependency of this repository (`npm install` brings it): without it /metrics says so.
+try {
+  await app.register((await import('./metrics.js')).default)
+} catch (err) {
+  if (/** @type {NodeJS.ErrnoException} */ (err).code !== 'ERR_MODULE_NOT_FOUND') throw err
+  app.get('/metrics', (request, reply) => reply.code(503).type('text/plain').send('prom-client is not installed: run npm install (it is a dev dependency of the demo).\n'))
+}
 
 const demos = [
   ['/counter', 'A counter: plain messages for onmessage, named ping events for addEventListener, and a 204 that stops reconnection.'],
@@ -41,7 +59,10 @@ const demos = [
   [`${corsOrigin}/cors`, 'Cross-origin EventSource with credentials: the page lives on another port, the cookie still flows.'],
   ['/ai', 'An AI-style answer, token by token from an async generator; Stop ends the generation on the server.'],
   [`${echoOrigin}/`, 'The secure echo: a public WebSocket over wss:// that answers every message (accept the self-signed certificate first).'],
-  ['/chat', 'A chat over WebSocket: sign in, rooms as topics, presence; the read-only view of a room is SSE from the same contract.']
+  ['/chat', 'A chat over WebSocket: sign in, rooms as topics, presence; the read-only view of a room is SSE from the same contract.'],
+  ['/dashboard', 'A live dashboard of this server: connections by transport and messages per second from fastify.realtime.stats(), plotted over SSE, resumed without a gap.'],
+  ['/asyncapi', 'The AsyncAPI document of every stream and socket here, rendered (the JSON: /asyncapi.json).'],
+  ['/metrics', 'Prometheus metrics from the stats and the diagnostics channels (prom-client).']
 ]
 const index = page('fastify-realtime: demos', `
 <ul>
