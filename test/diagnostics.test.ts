@@ -146,11 +146,15 @@ t.test('upgrades refused before routing (upgradeRateLimit, a closing server) are
   const second = await rawUpgrade(url, '/rooms/a', { authorization: `Bearer ${SECRET}` })
   t.equal(second.statusCode, 429)
   second.socket.destroy()
+  // The first socket never answers the close frame: app.close() waits for it, and meanwhile a new upgrade gets 503.
   const closing = app.close()
+  await until(() => app.realtime.stats().connections.ws === 1 && on(seen, DiagnosticsChannel.ConnectionClose).length === 0, 1000, 'closing')
+  const late = await rawUpgrade(url, '/rooms/a', { authorization: `Bearer ${SECRET}` }).catch(() => undefined)
   first.destroy()
   await closing
-  t.same(on(seen, DiagnosticsChannel.ConnectionReject), [{ transport: 'ws', route: null, status: 429 }])
-  t.equal(app.realtime.stats().totals.rejected, 1)
+  t.equal(late?.statusCode, 503)
+  t.same(on(seen, DiagnosticsChannel.ConnectionReject), [{ transport: 'ws', route: null, status: 429 }, { transport: 'ws', route: null, status: 503 }])
+  t.equal(app.realtime.stats().totals.rejected, 2)
 })
 
 t.test('SSE: one open and one close per stream: the client leaving, close(), app.close()', async (t) => {
@@ -182,6 +186,16 @@ t.test('SSE: one open and one close per stream: the client leaving, close(), app
   t.same(closes.map((close) => close.code), [1000, 1006, 1001], 'close(), the client left, app.close()')
   t.same(on(seen, DiagnosticsChannel.TopicPublish), [{ topic: 'lobby', event: 'message', id: on(seen, DiagnosticsChannel.TopicPublish)[0]?.id }])
   t.match(app.realtime.stats(), { connections: { sse: 0, ws: 0 }, subscriptions: 0, topics: 0, totals: { opened: 3, closed: 3 } })
+})
+
+t.test('a stream opened where no route matched has an empty route', async (t) => {
+  const seen = recordChannels(t)
+  const app = await buildWs(t)
+  await app.register(fastifySse, { heartbeat: 0 })
+  app.setNotFoundHandler((request, reply) => { reply.sse().close() })
+  await app.ready()
+  await (await injectSSE(app, { url: '/nowhere' })).ended
+  t.same(on(seen, DiagnosticsChannel.ConnectionOpen).map((open) => open.route), [''])
 })
 
 t.test('a declared SSE route answered without a stream is a reject; a failed source closes with 1011', async (t) => {

@@ -201,7 +201,7 @@ const SECURITY_SCHEMES = {
 
 /** A key of the document's maps: `^[A-Za-z0-9._-]+$`, unique within `taken`. */
 function uniqueKey (raw: string, taken: Record<string, unknown>): string {
-  const base = raw.replace(/[^A-Za-z0-9._-]+/g, '_') || '_'
+  const base = raw.replace(/[^A-Za-z0-9._-]+/g, '_')
   let key = base
   for (let n = 2; Object.hasOwn(taken, key); n++) key = `${base}-${n}`
   return key
