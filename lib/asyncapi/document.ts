@@ -68,8 +68,8 @@ const MESSAGE_ID: JsonSchema = {
 const CORRELATION_ID: Ref = { $ref: '#/components/correlationIds/messageId' }
 const ANY: JsonSchema = {}
 
-function object (properties: Record<string, JsonSchema>, required: string[], description?: string): JsonSchema {
-  return { type: 'object', ...(description === undefined ? {} : { description }), required, properties }
+function object (properties: Record<string, JsonSchema>, required: string[]): JsonSchema {
+  return { type: 'object', required, properties }
 }
 
 function constant (value: string): JsonSchema {
@@ -249,11 +249,9 @@ function endOfRegex (url: string, start: number): number {
   return url.length
 }
 
-/** The route's `schema.querystring` (or `headers`) as a binding's object schema, when it is one. */
+/** The route's `schema.querystring` (or `headers`), an object schema, for a binding. */
 function objectSchemaOf (schema: unknown, where: string): JsonSchema | undefined {
-  if (schema === null || typeof schema !== 'object') return undefined
-  const json = jsonSchemaOf(schema, where)
-  return json.type === 'object' ? json : undefined
+  return schema === null || typeof schema !== 'object' ? undefined : jsonSchemaOf(schema, where)
 }
 
 /** True when a schema of the contract rejects a missing value: the field is then required on the wire. */
@@ -312,7 +310,7 @@ class ChannelBuilder {
 
 /** A channel's key, from its transport and URL: `ws-rooms-room` for app.ws('/rooms/:room'). */
 function channelKey (transport: string, url: string, taken: Record<string, unknown>): string {
-  return uniqueKey(`${transport}-${url.split(/[^A-Za-z0-9]+/).filter(Boolean).join('-') || 'root'}`, taken)
+  return uniqueKey([transport, ...url.split(/[^A-Za-z0-9]+/).filter(Boolean)].join('-'), taken)
 }
 
 function topicKeys (topics: Readonly<Record<string, unknown>> | undefined): string[] {
@@ -355,11 +353,8 @@ function describeWsRoute (body: DocumentBody, route: WsRouteEntry): void {
 
   const contracts = eventContracts(route)
   const topicFields = { topic: { type: 'string', description: 'Set on events from a topic.' }, id: { type: 'string', description: 'The event id, a resume point (`after`).' } }
-  const described = new Map<string, unknown>()
   for (const contract of contracts) {
     for (const [name, schema] of Object.entries(contract.events)) {
-      if (described.get(name) === schema) continue
-      described.set(name, schema)
       const payload = object({ type: constant('event'), event: constant(name), ...topicFields, data: jsonSchemaOf(schema, where(`event "${name}"`)) }, ['type', 'event', 'data'])
       channel.operation('send', `event.${name}`, [channel.message(`event.${name}`, { name, title: name, summary: `The event "${name}".`, payload })])
     }

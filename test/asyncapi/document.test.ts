@@ -32,13 +32,13 @@ async function build (t: Test) {
   await app.register(async (api) => {
     api.ws('/rooms/:room', {
       contract: chat,
-      schema: { querystring: Type.Object({ after: Type.Optional(Type.String()) }) },
+      schema: { querystring: Type.Object({ after: Type.Optional(Type.String()) }), headers: Type.Object({ 'x-client': Type.Optional(Type.String()) }) },
       handlers: { say: () => ({ id: '1' }), typing: () => {} },
       topics: { lobby: true, 'room:*': { contract: ticks } }
     } as any)
     api.ws('/public', { authenticate: false })
     api.get('/rooms/:room/events', { sse: { contract: chat } }, (request, reply) => { reply.sse().close() })
-    api.get('/ticks', { sse: true }, (request, reply) => { reply.sse().close() })
+    api.get('/ticks', { sse: true, schema: { querystring: Type.Object({ since: Type.Optional(Type.String()) }) } }, (request, reply) => { reply.sse().close() })
     api.get('/plain', (request, reply) => { reply.sse().close() })
   }, { prefix: '/api' })
   return app
@@ -74,6 +74,7 @@ t.test('one channel per app.ws() route and declared SSE route, addressed with th
   t.same(channels['ws-api-rooms-room'].bindings.ws, {
     method: 'GET',
     query: { type: 'object', properties: { after: { type: 'string' } } },
+    headers: { type: 'object', properties: { 'x-client': { type: 'string' } } },
     bindingVersion: '0.1.0'
   })
   for (const channel of Object.values(channels)) t.notOk(channel.address.includes('?'), 'no query in an address')
@@ -119,7 +120,7 @@ t.test('operations: send for events, receive with a reply and a correlation id f
   t.equal(operations['ws-api-rooms-room.send.event.message'].action, 'send')
   t.same(components.correlationIds.messageId.location, '$message.payload#/id')
   t.same(Object.keys(components.securitySchemes), ['bearer', 'bearerSubprotocol'])
-  t.equal(operations['sse-api-ticks.send.event'].bindings.http.method, 'GET')
+  t.same(operations['sse-api-ticks.send.event'].bindings.http, { method: 'GET', query: { type: 'object', properties: { since: { type: 'string' } } }, bindingVersion: '0.3.0' })
   for (const [key, operation] of Object.entries(operations)) {
     const channel = operation.channel.$ref.slice('#/channels/'.length)
     for (const ref of [...operation.messages, ...(operation.reply?.messages ?? [])]) {
@@ -151,6 +152,15 @@ t.test('asyncapi: { path } serves the document as JSON, built once at ready', as
   t.equal(document.info.title, 'Ticks')
   t.same(Object.keys(document.channels), ['sse-ticks'])
   t.same(await errorsOf(document), [])
+})
+
+t.test('a route at the root gets a channel named after its transport', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(fastifyWs, { heartbeat: 0 })
+  app.ws('/', { authenticate: false })
+  await app.ready()
+  t.same(Object.keys(app.realtime.asyncapi().channels), ['ws'])
 })
 
 t.test('each call returns a fresh copy', async (t) => {
