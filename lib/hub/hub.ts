@@ -162,9 +162,10 @@ export class Hub implements Realtime {
       subscribers = new Set()
       groups.set(encoder as Encoder<unknown>, subscribers)
     }
-    if (subscribers.has(subscriber as Subscriber<unknown>)) return
+    // Counted once however often it is added.
+    const before = subscribers.size
     subscribers.add(subscriber as Subscriber<unknown>)
-    this.subscriptions++
+    this.subscriptions += subscribers.size - before
   }
 
   /** Removes a local subscriber; a no-op when it is not there. */
