@@ -180,8 +180,8 @@ export class Publisher {
       // Nothing to batch: a plain XADD costs less than a pipeline of one, so a lone publish is as fast as Redis.
       const entry = batch[0] as Pending
       this.connection.xadd(key, 'MAXLEN', '~', maxLen, '*', TOPIC_FIELD, entry.topic, EVENT_FIELD, entry.event, DATA_FIELD, entry.data).then(
-        (id) => this.settle(batch, [[null, id]]),
-        (err: Error) => this.settle(batch, [[err, null]])
+        (id) => this.settle(batch, [[null, id]], undefined),
+        (err: Error) => this.settle(batch, [[err, null]], undefined)
       )
       return
     }
@@ -193,20 +193,41 @@ export class Publisher {
       this.lastTrim = now
       pipeline.xtrim(key, 'MINID', '~', `${now - (maxAgeMs as number)}-0`)
     }
-    // WAIT answers once `waitReplicas` replicas acknowledged every write before it on this
-    // connection, or with how many did when the oldest publish of the batch is due (0 would block).
-    if (waitReplicas > 0) pipeline.wait(waitReplicas, Math.max(1, Math.floor((batch[0] as Pending).deadline - performance.now())))
     pipeline.exec().then(
-      (replies) => this.settle(batch, replies as Replies),
-      (err: Error) => this.settle(batch, batch.map(() => [err, null]))
+      (replies) => this.written(batch, replies as Replies),
+      (err: Error) => this.settle(batch, batch.map(() => [err, null]), undefined)
     )
   }
 
-  /** Resolves each publish of the batch to its id, or rejects it; what Redis did not run is sent again first. */
-  private settle (batch: Pending[], replies: Replies): void {
+  /**
+   * With `waitReplicas`, the batch resolves once WAIT says that many replicas hold what it wrote.
+   * WAIT goes in a pipeline of its own, after the XADDs' replies, with a read of the log's key: on
+   * a Cluster that routes it to the node (and connection) the XADDs were written on, and a pipeline
+   * of XADDs alone is one ioredis redirects as a whole when a failover moved its slot (one with a
+   * WAIT that answered would be given back, MOVED errors and all, and sent to the old node again).
+   */
+  private written (batch: Pending[], replies: Replies): void {
+    const { key, waitReplicas } = this.options
+    if (waitReplicas === 0 || this.closed || !batch.some((_, i) => (replies[i] as Replies[number])[0] === null)) {
+      this.settle(batch, replies, undefined)
+      return
+    }
+    // WAIT answers once `waitReplicas` replicas acknowledged every write before it on this
+    // connection, or with how many did when the oldest publish of the batch is due (0 would block).
+    const timeout = Math.max(1, Math.floor((batch[0] as Pending).deadline - performance.now()))
+    this.connection.pipeline().exists(key).wait(waitReplicas, timeout).exec().then(
+      (waited) => this.settle(batch, replies, this.unreplicated((waited as Replies)[1] as Replies[number])),
+      (err: Error) => this.settle(batch, replies, this.unreplicated([err, null]))
+    )
+  }
+
+  /**
+   * Resolves each publish of the batch to its id, or rejects it (all written ones, with `unreplicated`
+   * when WAIT did not confirm them); what Redis did not run is sent again first.
+   */
+  private settle (batch: Pending[], replies: Replies, unreplicated: string | undefined): void {
     this.inFlight = undefined
     if (this.closed) return
-    const unreplicated = this.options.waitReplicas > 0 ? this.unreplicated(replies[replies.length - 1] as Replies[number]) : undefined
     let again: Pending[] | undefined
     for (const [i, entry] of batch.entries()) {
       const [err, id] = replies[i] as Replies[number]
@@ -235,7 +256,7 @@ export class Publisher {
     }
   }
 
-  /** Why the batch's writes cannot be called replicated (WAIT's reply is the last one), or undefined when they are. */
+  /** Why the batch's writes cannot be called replicated, from WAIT's reply, or undefined when they can. */
   private unreplicated ([err, acknowledged]: Replies[number]): string | undefined {
     const { waitReplicas } = this.options
     if (err !== null) return `WAIT failed (${err.message}); the event may still be in the log`

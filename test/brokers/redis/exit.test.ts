@@ -1,18 +1,18 @@
 // A process whose Redis is down (stopped, or paused so it never answers) exits by itself as soon
-// as its app and broker are closed: the broker leaves no socket, timer or reconnection behind.
+// as its app and broker are closed: the broker leaves no socket, timer or reconnection behind. The
+// process runs the built package (dist/), so `npm run build` must run first (npm test does).
 import { spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { RedisServer } from '../../helpers/redis.js'
 import { within } from '../../helpers/ws.js'
 
-const child = fileURLToPath(new URL('../../helpers/exit-child.ts', import.meta.url))
+const child = fileURLToPath(new URL('../../helpers/exit-child.mjs', import.meta.url))
 
 /** Runs the child against `url`; resolves with its exit code and its report. */
 function run (url: string): Promise<{ code: number | null, report: { publish: string, alive: string[] } | undefined, stderr: string }> {
   return new Promise((resolve, reject) => {
-    // The same loader flags as this test process, so the child runs the TypeScript sources.
-    const process_ = spawn(process.execPath, [...process.execArgv, child, url], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const process_ = spawn(process.execPath, [child, url], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     process_.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
