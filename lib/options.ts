@@ -188,3 +188,52 @@ export function asyncapiOption (value: unknown): AsyncApiRouteOptions | undefine
   }
   return Object.freeze({ path, ...asyncapiDocumentOptions(value, 'asyncapi') })
 }
+
+/** A Redis broker's `maxPending`: how many publishes may wait for Redis at once. @internal */
+export function maxPendingOption (value: unknown): number {
+  return positiveInteger('maxPending', value, 10000) as number
+}
+
+/** A Redis broker's `waitReplicas`: how many replicas must hold an event before its publish resolves. @internal */
+export function waitReplicasOption (value: unknown): number {
+  if (value === undefined) return 0
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new FRT_ERR_INVALID_OPTION('waitReplicas', `expected a number of replicas (an integer >= 0), got ${String(value)}`)
+  }
+  return value
+}
+
+/** A Redis Cluster node to connect to first; the others are found from it. */
+export interface RedisClusterNode {
+  host: string
+  port: number
+}
+
+function isClusterNode (node: unknown): node is RedisClusterNode {
+  const { host, port } = (node ?? {}) as Record<string, unknown>
+  return typeof host === 'string' && host !== '' && typeof port === 'number' && Number.isInteger(port) && port > 0 && port < 65536
+}
+
+/** A Redis broker's `cluster`: its startup nodes (a frozen copy), at least one. @internal */
+export function clusterOption (value: unknown): readonly RedisClusterNode[] {
+  if (!Array.isArray(value) || value.length === 0 || !value.every(isClusterNode)) {
+    throw new FRT_ERR_INVALID_OPTION('cluster', 'expected the startup nodes of a Redis Cluster, at least one, such as [{ host: "10.0.0.1", port: 6379 }]')
+  }
+  return Object.freeze(value.map(({ host, port }: RedisClusterNode) => Object.freeze({ host, port })))
+}
+
+/** A Redis broker's `url`: a Redis URL, or undefined when absent. @internal */
+export function redisUrlOption (value: unknown): string | undefined {
+  if (value !== undefined && (typeof value !== 'string' || value === '')) {
+    throw new FRT_ERR_INVALID_OPTION('url', 'expected a Redis URL such as "redis://127.0.0.1:6379/0"')
+  }
+  return value
+}
+
+/** A Redis broker's `client`: an ioredis Redis or Cluster (anything that can be duplicated), or undefined when absent. @internal */
+export function redisClientOption<T> (value: unknown): T | undefined {
+  if (value !== undefined && typeof (value as { duplicate?: unknown } | null)?.duplicate !== 'function') {
+    throw new FRT_ERR_INVALID_OPTION('client', 'expected an ioredis instance (Redis or Cluster)')
+  }
+  return value as T | undefined
+}
