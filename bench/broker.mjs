@@ -9,8 +9,10 @@
 // - throughput: N events of 200 bytes, at most WINDOW (256) published and not yet delivered at a
 //   time; events delivered per second, this process's CPU per million events, and the Redis
 //   server's CPU per million events (INFO CPU: used_cpu_user + used_cpu_sys, all of its threads).
-// - latency: one event in flight, from publish to the listener, p50/p99. raw: one plain XADD (no
-//   pipeline) seen by the raw tail.
+// - latency: one publish at a time, from publish to the listener, p50/p99; the next publish waits
+//   for the previous one to be both delivered and resolved (a tail can deliver an event before its
+//   publish resolves, and a publish made while another waits for Redis is batched behind it: not a
+//   lone publish). raw: one plain XADD (no pipeline) seen by the raw tail, the same way.
 // Every subject runs once to warm up, then REPS times, alternating; tables show medians, and the
 // broker against raw as the median of the per-repetition ratios with their spread.
 //
@@ -49,7 +51,7 @@ let streams = 0
  * the connection to Redis to ask for its CPU (undefined for memory).
  * @typedef {object} Driver
  * @property {() => void} publish one event, as the throughput run sends it
- * @property {() => void} publishOne one event, as the latency run sends it
+ * @property {() => Promise<unknown>} publishOne one event, as the latency run sends it; resolves once it is taken
  * @property {(listener: (event: BrokerEvent) => void) => () => void} listen
  * @property {() => Promise<void>} close
  */
@@ -69,8 +71,12 @@ let streams = 0
  * @returns {Driver}
  */
 function brokerDriver (broker, fail) {
-  const publish = () => { broker.publish(TOPIC, EVENT, DATA).catch(fail) }
-  return { publish, publishOne: publish, listen: (listener) => broker.listen(listener), close: () => broker.close() }
+  return {
+    publish: () => { broker.publish(TOPIC, EVENT, DATA).catch(fail) },
+    publishOne: () => broker.publish(TOPIC, EVENT, DATA).catch(fail),
+    listen: (listener) => broker.listen(listener),
+    close: () => broker.close()
+  }
 }
 
 /**
@@ -138,7 +144,7 @@ async function openRaw (url, fail) {
       pipeline.xadd(key, 'MAXLEN', '~', MAX_LEN, '*', 't', TOPIC, 'e', EVENT, 'd', DATA)
     },
     publishOne () {
-      writer.xadd(key, 'MAXLEN', '~', MAX_LEN, '*', 't', TOPIC, 'e', EVENT, 'd', DATA).catch(fail)
+      return writer.xadd(key, 'MAXLEN', '~', MAX_LEN, '*', 't', TOPIC, 'e', EVENT, 'd', DATA).catch(fail)
     },
     listen (listener) {
       listeners.add(listener)
@@ -280,7 +286,7 @@ function latencies (sent, got) {
 }
 
 /**
- * Publishes `count` events one at a time, each once the previous one was delivered.
+ * Publishes `count` events one at a time, each once the previous one was delivered and resolved.
  * @param {Driver} driver
  * @param {number} count
  * @param {{ fail?: (err: unknown) => void }} hook
@@ -303,9 +309,10 @@ async function latency (driver, count, hook) {
     await watched(() => delivered, async () => {
       for (let i = 0; i < count; i++) {
         sent[i] = now()
-        driver.publishOne()
+        const taken = driver.publishOne()
         // The memory broker delivers inside publish(); Redis later, through the reader.
         if (delivered <= i) await new Promise((resolve) => { wake = () => resolve(undefined) })
+        await taken
       }
     }, hook)
   } finally {
@@ -325,7 +332,7 @@ async function prime (driver, hook) {
   try {
     await watched(() => 0, async () => {
       const delivered = new Promise((resolve) => { unlisten = driver.listen(resolve) })
-      driver.publishOne()
+      await driver.publishOne()
       await delivered
     }, hook)
   } finally {
