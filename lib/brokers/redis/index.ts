@@ -5,7 +5,7 @@
 import { Redis } from 'ioredis'
 import { FRT_ERR_BROKER_UNAVAILABLE, FRT_ERR_INVALID_OPTION } from '../../errors.js'
 import type { Broker, BrokerEvent, BrokerListener } from '../broker.js'
-import { parseEventId } from '../../protocol/event-id.js'
+import { LOG_START, parseEventId } from '../../protocol/event-id.js'
 import { commandTimeoutOption, maxAgeMsOption, maxLenOption, maxScanOption, namespaceOption } from '../../options.js'
 
 export type { Broker, BrokerEvent, BrokerListener } from '../broker.js'
@@ -84,6 +84,29 @@ function toEvent (topicFilter: ReadonlySet<string> | undefined, [id, fields]: En
   if (topic === undefined || event === undefined || data === undefined) return undefined
   if (topicFilter !== undefined && !topicFilter.has(topic)) return undefined
   return { id, topic, event, data }
+}
+
+/** What XINFO STREAM tells of the log (Redis >= 7 for `entriesAdded`). */
+interface StreamState {
+  /** The id of the newest entry ever added, trimmed or not. */
+  lastGeneratedId: string
+  length: number
+  /** Every entry ever added: more than `length` once anything has been trimmed. NaN before Redis 7, which does not count. */
+  entriesAdded: number
+}
+
+/** XINFO STREAM's fields, as a flat `[key, value, ...]` array (RESP2, legacy mapping) or an object (`replyMapping: 'resp3'`). */
+function streamStateOf (reply: unknown): StreamState {
+  let fields = reply as Record<string, unknown>
+  if (Array.isArray(reply)) {
+    fields = {}
+    for (let i = 0; i + 1 < reply.length; i += 2) fields[reply[i] as string] = reply[i + 1]
+  }
+  return {
+    lastGeneratedId: String(fields['last-generated-id']),
+    length: Number(fields.length),
+    entriesAdded: Number(fields['entries-added'])
+  }
 }
 
 /**
@@ -167,21 +190,39 @@ class RedisBroker implements Broker {
     return () => { this.listeners.delete(listener) }
   }
 
-  async history (after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null> {
-    const from = parseEventId(after)
-    if (from === undefined) return null
-    // Trimming by age is lazy and approximate: an id past maxAgeMs is a reset even if still stored.
-    if (this.maxAgeMs !== undefined && from.ms < Date.now() - this.maxAgeMs) return null
+  async position (): Promise<string> {
+    if (this.closed) throw new FRT_ERR_BROKER_UNAVAILABLE('the Redis broker is closed')
     try {
       await this.connected()
-      // The id must still be in the log: a trimmed or never-issued id is a reset, never a silent gap.
+      return (await this.streamState())?.lastGeneratedId ?? LOG_START
+    } catch (err) {
+      throw wrap(err)
+    }
+  }
+
+  async history (after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null> {
+    if (parseEventId(after) === undefined) return null
+    try {
+      await this.connected()
+      // The id must still be in the log, or be one whose later events are all still there; anything
+      // else (trimmed with later ones, never issued, of a stream Redis lost) is a reset, never a gap.
       const exact = await withTimeout(this.writer.xrange(this.key, after, after), this.commandTimeout, 'XRANGE') as Entry[]
-      if (exact.length === 0) return null
+      if (exact.length === 0) {
+        const state = await this.streamState()
+        // The newest id ever added resumes even once trimmed (by age, on a quiet log): nothing came after it.
+        if (after === (state?.lastGeneratedId ?? LOG_START)) return []
+        // The start of a log resumes while nothing has been trimmed from it (Redis 7 counts what was added).
+        if (after !== LOG_START || state === undefined || state.entriesAdded !== state.length) return null
+      }
+      // Trimming by age is lazy and approximate: an event past maxAgeMs has left the history even if
+      // still stored, so an id whose next event is that old cannot be resumed.
+      const oldest = this.maxAgeMs === undefined ? undefined : Date.now() - this.maxAgeMs
       const events: BrokerEvent[] = []
       let start = after
       let scanned = 0
       for (;;) {
         const page = await withTimeout(this.writer.xrange(this.key, `(${start}`, '+', 'COUNT', HISTORY_PAGE), this.commandTimeout, 'XRANGE') as Entry[]
+        if (scanned === 0 && oldest !== undefined && page.length > 0 && msOf((page[0] as Entry)[0]) < oldest) return null
         scanned += page.length
         if (scanned > this.maxScan) return null
         for (const entry of page) {
@@ -220,6 +261,18 @@ class RedisBroker implements Broker {
       resolve()
     }))
     await withTimeout(this.ready, this.commandTimeout, 'the connection')
+  }
+
+  /** The state of the log, or undefined when its key does not exist (no event yet, or a Redis that lost it). */
+  private async streamState (): Promise<StreamState | undefined> {
+    let reply: unknown
+    try {
+      reply = await withTimeout(this.writer.xinfo('STREAM', this.key), this.commandTimeout, 'XINFO')
+    } catch (err) {
+      if (/no such key/i.test((err as Error).message)) return undefined
+      throw err
+    }
+    return streamStateOf(reply)
   }
 
   private async lastId (): Promise<string> {
@@ -297,6 +350,11 @@ class RedisBroker implements Broker {
 /** Orders two Redis entry ids, `<ms>-<seq>` with 64-bit parts (beyond safe integers). */
 function isBefore (a: string, b: string): boolean {
   return idValue(a) < idValue(b)
+}
+
+/** The milliseconds part of a Redis entry id. */
+function msOf (id: string): number {
+  return Number(id.slice(0, id.indexOf('-')))
 }
 
 function idValue (id: string): bigint {
