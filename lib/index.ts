@@ -2,11 +2,22 @@ export { fastifySse } from './sse/plugin.js'
 export type { FastifySseOptions, ReplySse } from './sse/plugin.js'
 export type { SseStream, SseOptions, SseItem, SendOptions, SendFunction } from './sse/stream.js'
 export { fastifyWs } from './ws/plugin.js'
-export type { FastifyWsOptions, WsRouteOptions, WsHandlers, Authenticate, RateLimitOptions, UpgradeRateLimitOptions, AppWs } from './ws/options.js'
+export type {
+  FastifyWsOptions,
+  WsRouteOptions,
+  WsHandlers,
+  Authenticate,
+  Authorize,
+  TopicAccess,
+  WsTopics,
+  RateLimitOptions,
+  UpgradeRateLimitOptions,
+  AppWs
+} from './ws/options.js'
 export type { Connection, ConnectionSend, ConnectionSubscribeOptions, RealtimeTypes, RealtimeUser } from './ws/connection.js'
 export { bearerToken } from './ws/auth.js'
 export type { OriginPolicy } from './options.js'
-export type { WsErrorCode, MessageId } from './protocol/messages.js'
+export type { WsErrorCode, MessageId, HelloData, SubscribeData, SubscribedData } from './protocol/messages.js'
 export { defineContract } from './contract.js'
 export type {
   Contract,

@@ -378,6 +378,6 @@ function wrap (err: unknown): Error {
  * await app.register(fastifySse, { broker })
  * app.addHook('onClose', () => broker.close())
  */
-export function redisBroker (options: RedisBrokerOptions): Broker {
+export function redisBroker (options: RedisBrokerOptions): Required<Broker> {
   return new RedisBroker(options)
 }
