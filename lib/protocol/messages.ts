@@ -66,3 +66,40 @@ export function topicEventMessage (topic: string, id: string, event: string, dat
 export function resetMessage (topic: string): string {
   return `{"type":"reset","topic":${JSON.stringify(topic)}}`
 }
+
+/** The `type` of each message the server sends. */
+export const ServerMessageType = Object.freeze({
+  Event: 'event',
+  Reply: 'reply',
+  Error: 'error',
+  Reset: 'reset',
+  /** The first message to a client that negotiated `realtime.v1`. */
+  Hello: 'hello'
+} as const)
+
+/** The data of the `hello` message. */
+export interface HelloData {
+  connectionId: string
+  /** The server's WebSocket ping interval; 0 when it sends none. */
+  heartbeatMs: number
+  /** The largest message the server reads, in bytes; a larger one closes the connection with 1009. */
+  maxPayload: number
+  /** Epoch ms at which the connection closes with 4401, or null. */
+  expiresAt: number | null
+}
+
+/** The data of `realtime.subscribe`. */
+export interface SubscribeData {
+  topic: string
+  /** The id to resume after; absent for live only. */
+  after?: string
+}
+
+/** The reply to `realtime.subscribe`, sent after the replay (or the reset) and before live events. */
+export interface SubscribeReplyData {
+  topic: string
+  /** The newest id of the log when the subscription went live: a resume point before any event. */
+  position: string
+  /** False when there was no `after`, or it could not be resumed (a reset came first). */
+  resumed: boolean
+}
