@@ -1,7 +1,7 @@
 // A client-driven subscription: its resume point, its listeners, and the de-duplication by id that
 // makes a resumed subscription deliver each event once.
 import { isAfter } from '../protocol/event-id.js'
-import type { SubscribeReplyData } from '../protocol/messages.js'
+import type { SubscribedData } from '../protocol/messages.js'
 import type { RealtimeClientError } from './errors.js'
 import { emit, listen, type Listeners } from './listeners.js'
 import type { EventMeta, ResetInfo } from './types.js'
@@ -51,7 +51,7 @@ export class SubscriptionImpl {
   }
 
   /** The server's reply: replayed events came before it, live ones come after `position`. */
-  subscribed (reply: SubscribeReplyData | undefined): void {
+  subscribed (reply: SubscribedData | undefined): void {
     const position = reply?.position
     if (typeof position === 'string' && isAfter(position, this.lastId)) this.lastId = position
     this.resolve({ resumed: reply?.resumed === true })

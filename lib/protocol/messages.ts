@@ -96,11 +96,14 @@ export interface SubscribeData {
   after?: string
 }
 
-/** The reply to `realtime.subscribe`, sent after the replay (or the reset) and before live events. */
-export interface SubscribeReplyData {
+/** The reply to `realtime.subscribe`, sent after the replay (or the reset) and before any live event. */
+export interface SubscribedData {
   topic: string
-  /** The newest id of the log when the subscription went live: a resume point before any event. */
-  position: string
-  /** False when there was no `after`, or it could not be resumed (a reset came first). */
+  /**
+   * The newest id of the log when the subscription went live: the client's resume point until an
+   * event arrives. Absent when the broker reports no position and nothing was replayed.
+   */
+  position?: string
+  /** True when the replay continued from `after`; false without `after`, or after a reset. */
   resumed: boolean
 }
