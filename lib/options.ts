@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify'
 import type { AsyncApiOptions } from './asyncapi/document.js'
 import { compiledOf, type AnyContract } from './contract.js'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
-import { NAME_PATTERN } from './protocol/names.js'
+import { NAME_PATTERN, RESERVED_PREFIX, isValidName } from './protocol/names.js'
 
 /** A positive integer option, or `fallback` when it is absent. @internal */
 export function positiveInteger (name: string, value: unknown, fallback: number | undefined): number | undefined {
@@ -187,4 +187,114 @@ export function asyncapiOption (value: unknown): AsyncApiRouteOptions | undefine
     throw new FRT_ERR_INVALID_OPTION('asyncapi', 'expected { path } with a path such as \'/asyncapi.json\' (and optionally info and servers)')
   }
   return Object.freeze({ path, ...asyncapiDocumentOptions(value, 'asyncapi') })
+}
+
+/** A Redis broker's `maxPending`: how many publishes may wait for Redis at once. @internal */
+export function maxPendingOption (value: unknown): number {
+  return positiveInteger('maxPending', value, 10000) as number
+}
+
+/** A Redis broker's `waitReplicas`: how many replicas must hold an event before its publish resolves. @internal */
+export function waitReplicasOption (value: unknown): number {
+  if (value === undefined) return 0
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new FRT_ERR_INVALID_OPTION('waitReplicas', `expected a number of replicas (an integer >= 0), got ${String(value)}`)
+  }
+  return value
+}
+
+/** A Redis Cluster node to connect to first; the others are found from it. */
+export interface RedisClusterNode {
+  host: string
+  port: number
+}
+
+function isClusterNode (node: unknown): node is RedisClusterNode {
+  const { host, port } = (node ?? {}) as Record<string, unknown>
+  return typeof host === 'string' && host !== '' && typeof port === 'number' && Number.isInteger(port) && port > 0 && port < 65536
+}
+
+/** A Redis broker's `cluster`: its startup nodes (a frozen copy), at least one. @internal */
+export function clusterOption (value: unknown): readonly RedisClusterNode[] {
+  if (!Array.isArray(value) || value.length === 0 || !value.every(isClusterNode)) {
+    throw new FRT_ERR_INVALID_OPTION('cluster', 'expected the startup nodes of a Redis Cluster, at least one, such as [{ host: "10.0.0.1", port: 6379 }]')
+  }
+  return Object.freeze(value.map(({ host, port }: RedisClusterNode) => Object.freeze({ host, port })))
+}
+
+/** A Redis broker's `url`: a Redis URL, or undefined when absent. @internal */
+export function redisUrlOption (value: unknown): string | undefined {
+  if (value !== undefined && (typeof value !== 'string' || value === '')) {
+    throw new FRT_ERR_INVALID_OPTION('url', 'expected a Redis URL such as "redis://127.0.0.1:6379/0"')
+  }
+  return value
+}
+
+/** A Redis broker's `client`: an ioredis Redis or Cluster (anything that can be duplicated), or undefined when absent. @internal */
+export function redisClientOption<T> (value: unknown): T | undefined {
+  if (value !== undefined && typeof (value as { duplicate?: unknown } | null)?.duplicate !== 'function') {
+    throw new FRT_ERR_INVALID_OPTION('client', 'expected an ioredis instance (Redis or Cluster)')
+  }
+  return value as T | undefined
+}
+
+/** `maxSubscriptions`: the topics one connection may hold, or `fallback` when absent. @internal */
+export function maxSubscriptionsOption (value: unknown, fallback: number): number {
+  return positiveInteger('maxSubscriptions', value, fallback) as number
+}
+
+/** What a route's `topics` allows for one name or prefix, normalized. @internal */
+export interface TopicRule {
+  readonly contract: AnyContract | undefined
+  readonly authorize: ((conn: any, topic: string, options: { after: string | undefined }) => unknown) | undefined
+}
+
+/** A route's `topics`, normalized: exact names, and prefixes longest first. @internal */
+export interface TopicRules {
+  readonly exact: ReadonlyMap<string, TopicRule>
+  readonly prefixes: ReadonlyArray<{ readonly prefix: string, readonly rule: TopicRule }>
+}
+
+// What may precede the `*` of a prefix key: the start of a valid name ('' matches every name).
+const PREFIX_PATTERN = /^[A-Za-z0-9_.:-]{0,63}$/
+
+/**
+ * `topics` of an `app.ws()` route: `{ [nameOrPrefix]: true | { contract?, authorize? } }`, where a
+ * key ending in `*` matches by prefix; a topic's contract defaults to the route's. Undefined when absent.
+ * @internal
+ */
+export function topicsOption (value: unknown, routeContract: AnyContract | undefined): TopicRules | undefined {
+  if (value === undefined) return undefined
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new FRT_ERR_INVALID_OPTION('topics', 'expected an object such as { lobby: true, "room:*": { authorize } }')
+  }
+  const exact = new Map<string, TopicRule>()
+  const prefixes: Array<{ prefix: string, rule: TopicRule }> = []
+  for (const [key, access] of Object.entries(value)) {
+    const name = `topics[${JSON.stringify(key)}]`
+    const prefix = key.endsWith('*') ? key.slice(0, -1) : undefined
+    if (prefix === undefined ? !isValidName(key) : !PREFIX_PATTERN.test(prefix) || prefix.startsWith(RESERVED_PREFIX)) {
+      throw new FRT_ERR_INVALID_OPTION(name, 'expected a topic name (1 to 64 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-", not starting with "realtime.") or such a prefix followed by "*"')
+    }
+    const rule = topicRule(name, access, routeContract)
+    if (prefix === undefined) exact.set(key, rule)
+    else prefixes.push({ prefix, rule })
+  }
+  prefixes.sort((a, b) => b.prefix.length - a.prefix.length)
+  return Object.freeze({ exact, prefixes: Object.freeze(prefixes) })
+}
+
+function topicRule (name: string, access: unknown, routeContract: AnyContract | undefined): TopicRule {
+  if (access === true) return Object.freeze({ contract: routeContract, authorize: undefined })
+  if (access === null || typeof access !== 'object' || Array.isArray(access)) {
+    throw new FRT_ERR_INVALID_OPTION(name, 'expected true, or { contract?, authorize? }')
+  }
+  const { contract, authorize, ...rest } = access as { contract?: unknown, authorize?: unknown }
+  const unknown = Object.keys(rest)
+  if (unknown.length > 0) throw new FRT_ERR_INVALID_OPTION(name, `unknown key "${unknown[0] as string}": expected true, or { contract?, authorize? }`)
+  if (contract !== undefined) compiledOf(contract, `${name}.contract`)
+  return Object.freeze({
+    contract: contract === undefined ? routeContract : contract as AnyContract,
+    authorize: functionOption<TopicRule['authorize']>(`${name}.authorize`, authorize)
+  })
 }

@@ -2,6 +2,7 @@
 // ends, refusals, bad messages, resumes, publishes, slow consumers, the handler tracing channel,
 // and payloads that never carry a token or message data.
 import diagnostics from 'node:diagnostics_channel'
+import net from 'node:net'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { Type } from '@sinclair/typebox'
@@ -285,6 +286,25 @@ t.test('slow consumers: published with their unsent bytes, closed with 1008, on 
   t.equal(app.realtime.stats().totals.slowConsumers, 2)
   sse.destroy()
   ws.destroy()
+})
+
+t.test('a slow SSE consumer written through the response (HTTP/1.0, no chunks) is published with its unsent bytes', async (t) => {
+  const seen = recordChannels(t)
+  const { app } = await build(t)
+  app.get('/big10', (request, reply) => {
+    const stream = reply.sse({ maxBufferedBytes: 4096 })
+    for (let i = 0; i < 64 && stream.send('blob', 'x'.repeat(64 * 1024)); i++);
+  })
+  const url = new URL(await listen(app))
+  const socket = net.connect(Number(url.port), url.hostname)
+  t.teardown(() => socket.destroy())
+  socket.on('error', () => {})
+  socket.write('GET /big10 HTTP/1.0\r\nHost: localhost\r\n\r\n')
+  socket.pause()
+  await until(() => on(seen, DiagnosticsChannel.ConsumerSlow).length === 1, 5000, 'one slow consumer')
+  const [slow] = on(seen, DiagnosticsChannel.ConsumerSlow)
+  t.equal(slow.transport, 'sse')
+  t.ok(slow.bufferedBytes > 4096, `${slow.bufferedBytes} unsent bytes`)
 })
 
 t.test('the handler tracing channel: the order of Fastify\'s, for sync, async, throwing and rejecting handlers', async (t) => {

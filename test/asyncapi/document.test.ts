@@ -232,6 +232,9 @@ t.test('options are checked: info needs a title and a version, servers need a ho
   const bad2 = Fastify()
   t.teardown(() => bad2.close())
   await t.rejects(async () => { await bad2.register(fastifyWs, { asyncapi: {} as any }) }, { code: 'FRT_ERR_INVALID_OPTION', message: /"asyncapi"/ })
+  const bad3 = Fastify()
+  t.teardown(() => bad3.close())
+  await t.rejects(async () => { await bad3.register(fastifySse, { asyncapi: '/asyncapi.json' as any }) }, { code: 'FRT_ERR_INVALID_OPTION', message: /"asyncapi"/ }, 'a bare path is not the option')
 })
 
 t.test('a route that declares itself with sse: { contract } streams with that contract by default', async (t) => {
@@ -262,6 +265,21 @@ t.test('a route that declares itself with sse: { contract } streams with that co
   t.equal((await other.next()).event, 'message', 'an explicit contract overrides the route\'s')
   const untyped = await injectSSE(app, { url: '/untyped' })
   t.same(await untyped.next(), { event: 'anything', data: 'goes', id: undefined })
+})
+
+t.test('a declared SSE route keeps its own onSend hooks, given as one function or an array', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(fastifySse, { heartbeat: 0 })
+  const ran: string[] = []
+  const hook = (name: string) => async (request: unknown, reply: unknown, payload: unknown) => { ran.push(name); return payload }
+  app.get('/one', { sse: true, onSend: hook('one') }, async () => 'not a stream')
+  app.get('/many', { sse: true, onSend: [hook('first'), hook('second')] }, async () => 'not a stream')
+  await app.ready()
+  t.equal((await app.inject('/one')).body, 'not a stream')
+  t.equal((await app.inject('/many')).body, 'not a stream')
+  t.same(ran, ['one', 'first', 'second'])
+  t.equal(app.realtime.stats().totals.rejected, 2, 'an answer without a stream counts as a rejection')
 })
 
 t.test('the sse route option is checked at registration', async (t) => {

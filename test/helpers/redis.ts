@@ -54,10 +54,11 @@ export function idOf (received: Received): string {
 /**
  * Registers fastifySse and fastifyWs with one redisBroker (passed in, so the test closes it):
  * GET /sse subscribes to `lobby` (resuming after Last-Event-ID), WS /ws subscribes to `lobby` in
- * onOpen, resuming after the `after` query parameter when there is one.
+ * onOpen, resuming after the `after` query parameter when there is one. `source`: a Redis URL, or
+ * the broker options that say where Redis is (`{ cluster }`, `{ client }`).
  */
-export async function instance (t: Test, url: string, ns: string, options: Partial<RedisBrokerOptions> = {}): Promise<Instance> {
-  const broker = redisBroker({ url, namespace: ns, ...options })
+export async function instance (t: Test, source: string | RedisBrokerOptions, ns: string, options: Partial<RedisBrokerOptions> = {}): Promise<Instance> {
+  const broker = redisBroker({ ...(typeof source === 'string' ? { url: source } : source), namespace: ns, ...options })
   const app = Fastify({ logger: false })
   await app.register(fastifySse, { heartbeat: 0, broker })
   await app.register(fastifyWs, { heartbeat: 0, broker })
@@ -197,21 +198,24 @@ function ping (port: number): Promise<boolean> {
 export class RedisServer {
   readonly port: number
   private readonly dir: string
+  private readonly args: string[]
   private child: ChildProcess | undefined
   private exited: Promise<void> = Promise.resolve()
   private paused = false
 
-  private constructor (port: number, dir: string) {
+  private constructor (port: number, dir: string, args: string[]) {
     this.port = port
     this.dir = dir
+    this.args = args
   }
 
   /**
    * Starts a server on a free port; `onEnd` receives its cleanup (kill it, remove its directory),
-   * e.g. `(cleanup) => t.teardown(cleanup)`.
+   * e.g. `(cleanup) => t.teardown(cleanup)`. `args`: more redis-server options, e.g.
+   * `['--replicaof', '127.0.0.1', String(port)]` for a replica.
    */
-  static async start (onEnd: (cleanup: () => Promise<void>) => void): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), mkdtempSync(path.join(tmpdir(), 'frt-faults-')))
+  static async start (onEnd: (cleanup: () => Promise<void>) => void, args: string[] = []): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), mkdtempSync(path.join(tmpdir(), 'frt-faults-')), args)
     onEnd(() => server.destroy())
     await server.start()
     return server
@@ -224,7 +228,7 @@ export class RedisServer {
   /** (Re)starts the server on the same port with an empty dataset; resolves on PONG. */
   async start (): Promise<void> {
     const child = spawn('redis-server', [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, ...this.args
     ], { stdio: 'ignore' })
     this.child = child
     children.add(child)

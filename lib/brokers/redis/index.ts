@@ -1,27 +1,53 @@
 // fastify-realtime/redis: a broker on one Redis Stream per namespace, shared by any number of
-// Fastify instances. Why Streams and not pub/sub: a reader that reconnects continues from its own
-// cursor and loses nothing, the stream is the history that SSE clients resume from, and a Redis
-// entry id (`<ms>-<seq>`) is one resume point for any set of topics across instances.
-import { Redis } from 'ioredis'
+// Fastify instances, on one Redis or a Redis Cluster. Why Streams and not pub/sub: a reader that
+// reconnects continues from its own cursor and loses nothing, the stream is the history that SSE
+// clients resume from, and a Redis entry id (`<ms>-<seq>`) is one resume point for any set of
+// topics across instances. The parts: publisher.ts (pipelined XADDs), reader.ts (the XREAD tail),
+// history.ts (resume), connections.ts and cluster.ts (the broker's own connections).
+import type { Cluster, Redis } from 'ioredis'
 import { FRT_ERR_BROKER_UNAVAILABLE, FRT_ERR_INVALID_OPTION } from '../../errors.js'
 import type { Broker, BrokerEvent, BrokerListener } from '../broker.js'
-import { parseEventId } from '../../protocol/event-id.js'
-import { commandTimeoutOption, maxAgeMsOption, maxLenOption, maxScanOption, namespaceOption } from '../../options.js'
+import {
+  clusterOption,
+  commandTimeoutOption,
+  maxAgeMsOption,
+  maxLenOption,
+  maxPendingOption,
+  maxScanOption,
+  namespaceOption,
+  redisClientOption,
+  redisUrlOption,
+  waitReplicasOption,
+  type RedisClusterNode
+} from '../../options.js'
+import { clusterConnections } from './cluster.js'
+import { standaloneConnections, type Connections } from './connections.js'
+import { logKey } from './entries.js'
+import { readHistory, readPosition, type HistoryOptions } from './history.js'
+import { Publisher } from './publisher.js'
+import { Reader } from './reader.js'
 
 export type { Broker, BrokerEvent, BrokerListener } from '../broker.js'
+export type { RedisClusterNode } from '../../options.js'
 
-/** Options of {@link redisBroker}. */
+/** Options of {@link redisBroker}: give exactly one of `url`, `client` and `cluster`. */
 export interface RedisBrokerOptions {
   /** A Redis URL (`redis://host:port/db`); the broker opens its connections from it and closes them. */
   url?: string
   /**
-   * An existing ioredis instance (e.g. `fastify.redis`); never closed by the broker. Create it with
-   * `autoResendUnfulfilledCommands: false`, or a publish whose reply was lost in a reconnect may be
-   * written to the log twice (the broker's own connections, from `url`, are made that way).
+   * An existing ioredis `Redis` or `Cluster` (e.g. `fastify.redis`): the broker only `duplicate()`s
+   * it, into a writer and a reader of its own (closed by `close()`), with the settings they need;
+   * the client itself is never written to, connected or closed by the broker.
    */
-  client?: Redis
+  client?: Redis | Cluster
   /**
-   * Brokers with the same Redis and namespace share one log.
+   * The startup nodes of a Redis Cluster (`[{ host, port }, ...]`); the broker finds the others
+   * and opens its connections from them. For passwords or TLS, pass an ioredis `Cluster` as `client`.
+   */
+  cluster?: RedisClusterNode[]
+  /**
+   * Brokers with the same Redis and namespace share one log, the stream `frt:{<namespace>}:log`;
+   * on a Redis Cluster each namespace is one slot, on one master.
    * @default 'realtime'
    */
   namespace?: string
@@ -42,122 +68,73 @@ export interface RedisBrokerOptions {
    * @default 2000
    */
   commandTimeout?: number
-}
-
-type Entry = [id: string, fields: string[]]
-
-const READ_COUNT = 512
-const HISTORY_PAGE = 512
-// XREAD blocks this long before the reader checks the stream was not recreated under its cursor.
-const BLOCK_MS = 1000
-const RETRY_MS = 250
-const MAX_SEQ = '18446744073709551615'
-
-/** A pause that does not keep the process alive. */
-function sleep (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref())
-}
-
-function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout
-  return Promise.race([
-    promise,
-    new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new FRT_ERR_BROKER_UNAVAILABLE(`Redis did not answer ${what} within ${ms} ms`)), ms)
-    })
-  ]).finally(() => clearTimeout(timer))
-}
-
-/** An entry's fields as an event, or undefined for an entry this library did not write. */
-function toEvent (topicFilter: ReadonlySet<string> | undefined, [id, fields]: Entry): BrokerEvent | undefined {
-  let topic: string | undefined
-  let event: string | undefined
-  let data: string | undefined
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const value = fields[i + 1] as string
-    switch (fields[i]) {
-      case 't': topic = value; break
-      case 'e': event = value; break
-      case 'd': data = value; break
-    }
-  }
-  if (topic === undefined || event === undefined || data === undefined) return undefined
-  if (topicFilter !== undefined && !topicFilter.has(topic)) return undefined
-  return { id, topic, event, data }
-}
-
-/**
- * XREAD's entries for the one stream read: `null` when BLOCK timed out, `[[key, entries]]` in RESP2
- * and ioredis' default RESP3 mapping, `{ key: entries }` for a client made with `replyMapping: 'resp3'`.
- */
-function entriesOf (reply: unknown): Entry[] {
-  if (reply === null) return []
-  const streams = Array.isArray(reply) ? reply.map((stream) => (stream as [string, Entry[]])[1]) : Object.values(reply as object)
-  return streams[0] as Entry[]
+  /**
+   * How many publishes may wait for Redis at once (queued or sent, not answered yet); past it
+   * `publish()` rejects at once with `FRT_ERR_BROKER_UNAVAILABLE`, so memory stays bounded while
+   * Redis is slow or away.
+   * @default 10000
+   */
+  maxPending?: number
+  /**
+   * How many replicas must hold an event before its publish resolves (`WAIT`, once per pipeline,
+   * within `commandTimeout`). Redis replicates asynchronously: with 0, a master that dies can take
+   * its last acknowledged writes with it; with 1 or more, a failover loses no acknowledged event.
+   * @default 0
+   */
+  waitReplicas?: number
 }
 
 class RedisBroker implements Broker {
   private readonly writer: Redis
-  private readonly ownsWriter: boolean
-  private readonly reader: Redis
-  private readonly key: string
-  private readonly maxLen: number
-  private readonly maxAgeMs: number | undefined
-  private readonly maxScan: number
-  private readonly commandTimeout: number
+  private readonly connections: Connections
+  private readonly publisher: Publisher
+  private readonly tail: Reader
+  private readonly historyOptions: HistoryOptions
   private readonly listeners = new Set<BrokerListener>()
   private closed = false
-  private readonly createdAt = Date.now()
-  private ready: Promise<void> | undefined
-  private lastTrim = 0
 
   constructor (options: RedisBrokerOptions) {
     if (options === null || typeof options !== 'object') {
-      throw new FRT_ERR_INVALID_OPTION('redisBroker options', 'expected { url } or { client }')
+      throw new FRT_ERR_INVALID_OPTION('redisBroker options', 'expected { url }, { client } or { cluster }')
     }
-    const namespace = namespaceOption(options.namespace)
-    this.maxLen = maxLenOption(options.maxLen, 100000)
-    this.maxAgeMs = maxAgeMsOption(options.maxAgeMs)
-    this.maxScan = maxScanOption(options.maxScan)
-    this.commandTimeout = commandTimeoutOption(options.commandTimeout)
-    // The hash tag keeps every key of a namespace in one Redis Cluster slot.
-    this.key = `frt:{${namespace}}:log`
-    if (options.client !== undefined) {
-      if (options.client === null || typeof (options.client as Redis).duplicate !== 'function') {
-        throw new FRT_ERR_INVALID_OPTION('client', 'expected an ioredis instance')
+    const url = redisUrlOption(options.url)
+    const client = redisClientOption<Redis | Cluster>(options.client)
+    const cluster = options.cluster === undefined ? undefined : clusterOption(options.cluster)
+    const sources = [url, client, cluster].filter((source) => source !== undefined).length
+    if (sources !== 1) {
+      throw new FRT_ERR_INVALID_OPTION('redisBroker options', sources === 0
+        ? 'expected url (a Redis URL), client (an ioredis Redis or Cluster) or cluster (the startup nodes of a Redis Cluster)'
+        : 'give only one of url, client and cluster')
+    }
+    const key = logKey(namespaceOption(options.namespace))
+    const maxAgeMs = maxAgeMsOption(options.maxAgeMs)
+    const commandTimeout = commandTimeoutOption(options.commandTimeout)
+    const publisherOptions = {
+      key,
+      maxLen: maxLenOption(options.maxLen, 100000),
+      maxAgeMs,
+      commandTimeout,
+      maxPending: maxPendingOption(options.maxPending),
+      waitReplicas: waitReplicasOption(options.waitReplicas)
+    }
+    this.historyOptions = { key, maxAgeMs, maxScan: maxScanOption(options.maxScan), commandTimeout }
+    const source = { url, client, cluster }
+    this.connections = clusterConnections(source) ?? standaloneConnections(source)
+    const { writer, reader } = this.connections
+    // Each reconnects by itself; failures surface as rejected commands.
+    writer.on('error', () => {})
+    reader.on('error', () => {})
+    this.writer = writer
+    this.publisher = new Publisher(writer, publisherOptions)
+    this.tail = new Reader(reader, key, Date.now(), (event) => {
+      for (const listener of this.listeners) {
+        try { listener(event) } catch {}
       }
-      this.writer = options.client
-      this.ownsWriter = false
-    } else if (typeof options.url === 'string') {
-      // No offline queue: while Redis is away, a publish fails at once instead of waiting. No resend
-      // after a reconnect: an XADD whose reply was lost may have been written, and must not be twice.
-      this.writer = new Redis(options.url, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 })
-      this.writer.on('error', () => {}) // reconnects by itself; failures surface as rejected commands
-      this.ownsWriter = true
-    } else {
-      throw new FRT_ERR_INVALID_OPTION('redisBroker options', 'expected url (a Redis URL) or client (an ioredis instance)')
-    }
-    // Reads are idempotent: the reader queues and resends what a reconnect interrupted.
-    this.reader = this.writer.duplicate({ enableOfflineQueue: true, autoResendUnfulfilledCommands: true, maxRetriesPerRequest: null, lazyConnect: false })
-    this.reader.on('error', () => {}) // reconnects by itself; the read loop retries from its cursor
-    this.read()
+    })
   }
 
-  async publish (topic: string, event: string, data: string): Promise<string> {
-    if (this.closed) throw new FRT_ERR_BROKER_UNAVAILABLE('the Redis broker is closed')
-    await this.connected()
-    let id: string | null
-    try {
-      id = await withTimeout(
-        this.writer.xadd(this.key, 'MAXLEN', '~', this.maxLen, '*', 't', topic, 'e', event, 'd', data),
-        this.commandTimeout,
-        'XADD'
-      )
-    } catch (err) {
-      throw wrap(err)
-    }
-    this.trimByAge()
-    return id as string
+  publish (topic: string, event: string, data: string): Promise<string> {
+    return this.publisher.publish(topic, event, data)
   }
 
   listen (listener: BrokerListener): () => void {
@@ -167,152 +144,29 @@ class RedisBroker implements Broker {
     return () => { this.listeners.delete(listener) }
   }
 
-  async history (after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null> {
-    const from = parseEventId(after)
-    if (from === undefined) return null
-    // Trimming by age is lazy and approximate: an id past maxAgeMs is a reset even if still stored.
-    if (this.maxAgeMs !== undefined && from.ms < Date.now() - this.maxAgeMs) return null
-    try {
-      await this.connected()
-      // The id must still be in the log: a trimmed or never-issued id is a reset, never a silent gap.
-      const exact = await withTimeout(this.writer.xrange(this.key, after, after), this.commandTimeout, 'XRANGE') as Entry[]
-      if (exact.length === 0) return null
-      const events: BrokerEvent[] = []
-      let start = after
-      let scanned = 0
-      for (;;) {
-        const page = await withTimeout(this.writer.xrange(this.key, `(${start}`, '+', 'COUNT', HISTORY_PAGE), this.commandTimeout, 'XRANGE') as Entry[]
-        scanned += page.length
-        if (scanned > this.maxScan) return null
-        for (const entry of page) {
-          const event = toEvent(topics, entry)
-          if (event !== undefined) events.push(event)
-        }
-        if (page.length < HISTORY_PAGE) return events
-        start = (page.at(-1) as Entry)[0]
-      }
-    } catch (err) {
-      throw wrap(err)
-    }
+  history (after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null> {
+    return readHistory(this.writer, this.historyOptions, after, topics)
+  }
+
+  position (): Promise<string> {
+    if (this.closed) return Promise.reject(new FRT_ERR_BROKER_UNAVAILABLE('the Redis broker is closed'))
+    return readPosition(this.writer, this.historyOptions)
   }
 
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
     this.listeners.clear()
-    this.reader.disconnect()
-    if (this.ownsWriter) this.writer.disconnect()
+    this.publisher.close()
+    this.tail.stop()
+    this.connections.close()
   }
-
-  /**
-   * Waits, up to commandTimeout, for a connection that is still being opened; one that was lost
-   * (Redis away, reconnecting) fails at once: nothing is queued, nothing delivered locally only.
-   */
-  private async connected (): Promise<void> {
-    const status = this.writer.status
-    if (status === 'ready') return
-    // A client made with lazyConnect waits for its first command: connect it.
-    if (status === 'wait') this.writer.connect().catch(() => {})
-    else if (status !== 'connecting' && status !== 'connect') throw new FRT_ERR_BROKER_UNAVAILABLE(`the Redis connection is ${status}`)
-    // One listener however many publishes wait for the same connection.
-    this.ready ??= new Promise<void>((resolve) => this.writer.once('ready', () => {
-      this.ready = undefined
-      resolve()
-    }))
-    await withTimeout(this.ready, this.commandTimeout, 'the connection')
-  }
-
-  private async lastId (): Promise<string> {
-    const last = await this.writer.xrevrange(this.key, '+', '-', 'COUNT', 1) as Entry[]
-    return last[0]?.[0] ?? '0-0'
-  }
-
-  /** Tails the stream from the cursor on a connection of its own, in stream order, until closed. */
-  private async read (): Promise<void> {
-    const reader = this.reader
-    let cursor = await this.startCursor()
-    while (!this.closed) {
-      let entries: Entry[]
-      try {
-        entries = entriesOf(await reader.xread('COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', this.key, cursor))
-      } catch {
-        if (this.closed) break
-        // Redis is away: wait, then continue from the same cursor, so nothing is lost or repeated.
-        await sleep(RETRY_MS)
-        cursor = await this.checkCursor(cursor)
-        continue
-      }
-      for (const entry of entries) {
-        cursor = entry[0]
-        const event = toEvent(undefined, entry)
-        if (event === undefined) continue
-        for (const listener of this.listeners) {
-          try { listener(event) } catch {}
-        }
-      }
-      if (entries.length === 0) cursor = await this.checkCursor(cursor)
-    }
-  }
-
-  /**
-   * Where tailing starts: the end of the log, or the moment the broker was made if that is earlier.
-   * Events other instances publish while this reader connects are then not missed, and nothing
-   * published before the broker existed is delivered (ids are Redis server time: keep clocks in sync).
-   */
-  private async startCursor (): Promise<string> {
-    for (;;) {
-      try {
-        const last = (await this.reader.xrevrange(this.key, '+', '-', 'COUNT', 1) as Entry[])[0]?.[0] ?? '0-0'
-        // XREAD is exclusive: the greatest id of the previous millisecond reads from createdAt on.
-        const fromCreation = `${this.createdAt - 1}-${MAX_SEQ}`
-        return isBefore(last, fromCreation) ? last : fromCreation
-      } catch {
-        if (this.closed) return '0-0'
-        await sleep(RETRY_MS)
-      }
-    }
-  }
-
-  /**
-   * A stream that was deleted or recreated (Redis restarted without persistence) has ids below the
-   * cursor: reading from the old cursor would skip its events, so read it from the start.
-   */
-  private async checkCursor (cursor: string): Promise<string> {
-    try {
-      return isBefore(await this.lastId(), cursor) ? '0-0' : cursor
-    } catch {
-      return cursor
-    }
-  }
-
-  private trimByAge (): void {
-    if (this.maxAgeMs === undefined) return
-    const now = Date.now()
-    if (now - this.lastTrim < 1000) return
-    this.lastTrim = now
-    this.writer.xtrim(this.key, 'MINID', '~', `${now - this.maxAgeMs}-0`).catch(() => {})
-  }
-}
-
-/** Orders two Redis entry ids, `<ms>-<seq>` with 64-bit parts (beyond safe integers). */
-function isBefore (a: string, b: string): boolean {
-  return idValue(a) < idValue(b)
-}
-
-function idValue (id: string): bigint {
-  const [ms, seq] = id.split('-') as [string, string]
-  return (BigInt(ms) << 64n) + BigInt(seq)
-}
-
-function wrap (err: unknown): Error {
-  if ((err as { code?: unknown }).code === 'FRT_ERR_BROKER_UNAVAILABLE') return err as Error
-  return new FRT_ERR_BROKER_UNAVAILABLE((err as Error).message)
 }
 
 /**
- * A broker on a Redis Stream: every Fastify instance with the same Redis and `namespace` shares
- * one ordered log, reads it from its own cursor, and resumes SSE clients from it with ids that are
- * valid on every instance. Requires `ioredis@^6` and Redis >= 6.2.
+ * A broker on a Redis Stream: every Fastify instance with the same Redis (or Redis Cluster) and
+ * `namespace` shares one ordered log, reads it from its own cursor, and resumes SSE clients from it
+ * with ids that are valid on every instance. Requires `ioredis@^6` and Redis >= 6.2.
  *
  * @example
  * import { redisBroker } from 'fastify-realtime/redis'
@@ -320,6 +174,6 @@ function wrap (err: unknown): Error {
  * await app.register(fastifySse, { broker })
  * app.addHook('onClose', () => broker.close())
  */
-export function redisBroker (options: RedisBrokerOptions): Broker {
+export function redisBroker (options: RedisBrokerOptions): Required<Broker> {
   return new RedisBroker(options)
 }

@@ -89,6 +89,17 @@ function redisTests (url: string): void {
     return list.split('\n').filter((line) => line.includes(` name=${name} `)).length
   }
 
+  /** The last command the oldest connection with this name ran (CLIENT LIST's `cmd`). */
+  async function lastCommandOfClient (name: string): Promise<string> {
+    const list = await admin.call('CLIENT', 'LIST') as string
+    const line = list.split('\n').filter((line) => line.includes(` name=${name} `)).sort((a, b) => idOf(a) - idOf(b))[0] ?? ''
+    return /cmd=(\S+)/.exec(line)?.[1] ?? ''
+  }
+
+  function idOf (line: string): number {
+    return Number(/^id=(\d+)/.exec(line)?.[1])
+  }
+
   function open (t: Test, options: RedisBrokerOptions): Broker {
     const broker = redisBroker(options)
     t.teardown(() => broker.close())
@@ -139,7 +150,7 @@ function redisTests (url: string): void {
       t.same((await one.history(start, new Set(['lobby'])))?.map((event) => event.id), [fromOne], 'history on one')
     })
 
-    t.test('a client passed in is used and not closed by close(); what the broker opened from it is', async (t) => {
+    t.test('a client passed in is only duplicated: the broker writes and reads on connections of its own, which close() closes', async (t) => {
       const name = `${prefix}-client`
       const client = new Redis(url, { connectionName: name })
       t.teardown(() => client.disconnect())
@@ -148,12 +159,13 @@ function redisTests (url: string): void {
       const second = open(t, { client, namespace: newNamespace() })
       const seen = record(first)
       const id = await first.publish('lobby', 'message', '{}')
-      t.same((await seen.waitFor(1)).map((event) => event.id), [id], 'published and delivered through the client')
+      t.same((await seen.waitFor(1)).map((event) => event.id), [id], 'published and delivered')
       t.same(await first.history(id, new Set(['lobby'])), [])
-      // Each broker tails the log on a reader of its own, a duplicate of the client, from the start.
-      t.equal(await eventually(() => connectionsNamed(name), (n) => n === 3), 3, 'the client and one reader per broker')
+      // Each broker writes and reads on duplicates of the client (which keep its name), never on the client itself.
+      t.equal(await eventually(() => connectionsNamed(name), (n) => n === 5), 5, 'the client, and a writer and a reader per broker')
+      t.equal(await lastCommandOfClient(name), 'ping', 'the client itself ran nothing since its own PING')
       await first.close()
-      t.equal(await eventually(() => connectionsNamed(name), (n) => n === 2), 2, 'the first broker\'s reader is closed, not the client')
+      t.equal(await eventually(() => connectionsNamed(name), (n) => n === 3), 3, 'the first broker\'s connections are closed, not the client')
       t.equal(client.status, 'ready', 'the client is still open')
       t.equal(await client.ping(), 'PONG')
       t.match(await second.publish('lobby', 'message', '{}'), /^\d+-\d+$/, 'another broker on the same client still publishes')
@@ -162,13 +174,15 @@ function redisTests (url: string): void {
       t.equal(client.status, 'ready', 'still open after every broker closed')
     })
 
-    t.test('a client passed in with lazyConnect (not connected yet) is connected by the first publish', async (t) => {
+    t.test('a client passed in with lazyConnect is never connected by the broker, whose own connections work', async (t) => {
       const client = new Redis(url, { lazyConnect: true })
       t.teardown(() => client.disconnect())
       const broker = open(t, { client, namespace: newNamespace() })
-      const id = await broker.publish('lobby', 'message', '{}').catch((err: Error) => err.message)
+      const seen = record(broker)
+      const id = await broker.publish('lobby', 'message', '{}')
       t.match(id, /^\d+-\d+$/, 'publish resolves to an id')
-      t.equal(client.status, 'ready')
+      t.same((await seen.waitFor(1)).map((event) => event.id), [id], 'and the event is delivered')
+      t.equal(client.status, 'wait', 'the client was not connected')
     })
 
     t.test('a client with a keyPrefix (as @fastify/redis users set) works for publish, delivery and history', async (t) => {
@@ -199,16 +213,35 @@ function redisTests (url: string): void {
     t.test('an unreachable Redis: publish and history reject with FRT_ERR_BROKER_UNAVAILABLE, never hang', async (t) => {
       const broker = open(t, { url: `redis://127.0.0.1:${await closedPort()}`, commandTimeout: 500, namespace: newNamespace() })
       const seen = record(broker)
-      const publish = broker.publish('lobby', 'message', '{}')
-      const history = broker.history('1-0', new Set(['lobby']))
-      await t.rejects(within(publish, 10000), { code: 'FRT_ERR_BROKER_UNAVAILABLE' }, 'publish')
-      await t.rejects(within(history, 10000), { code: 'FRT_ERR_BROKER_UNAVAILABLE' }, 'history')
+      // Both are watched from the start: either may reject first.
+      await Promise.all([
+        t.rejects(within(broker.publish('lobby', 'message', '{}'), 10000), { code: 'FRT_ERR_BROKER_UNAVAILABLE' }, 'publish'),
+        t.rejects(within(broker.history('1-0', new Set(['lobby'])), 10000), { code: 'FRT_ERR_BROKER_UNAVAILABLE' }, 'history')
+      ])
       t.equal(await within(broker.close(), 10000), undefined, 'close() resolves')
       t.same(seen.events, [], 'nothing delivered')
     })
 
-    t.test('options: a bad namespace, commandTimeout, client or neither url nor client throws FRT_ERR_INVALID_OPTION', async (t) => {
+    t.test('options: a bad url, client, cluster, namespace, commandTimeout, maxPending or waitReplicas, or not exactly one of url, client and cluster, throws FRT_ERR_INVALID_OPTION', async (t) => {
+      const cluster = [{ host: '127.0.0.1', port: await closedPort() }]
       const cases: Array<[string, unknown]> = [
+        ['url ""', { url: '' }],
+        ['url 6379', { url: 6379 }],
+        ['cluster []', { cluster: [] }],
+        ['cluster {}', { cluster: {} }],
+        ['cluster ["127.0.0.1:6379"]', { cluster: ['127.0.0.1:6379'] }],
+        ['cluster [null]', { cluster: [null] }],
+        ['cluster [{ host: "", port: 6379 }]', { cluster: [{ host: '', port: 6379 }] }],
+        ['cluster [{ host, port: 0 }]', { cluster: [{ host: '127.0.0.1', port: 0 }] }],
+        ['cluster [{ host, port: 65536 }]', { cluster: [{ host: '127.0.0.1', port: 65536 }] }],
+        ['cluster [{ host, port: "6379" }]', { cluster: [{ host: '127.0.0.1', port: '6379' }] }],
+        ['url and client', { url, client: new Redis(url, { lazyConnect: true }) }],
+        ['url and cluster', { url, cluster }],
+        ['maxPending 0', { url, maxPending: 0 }],
+        ['maxPending 1.5', { url, maxPending: 1.5 }],
+        ['waitReplicas -1', { url, waitReplicas: -1 }],
+        ['waitReplicas 0.5', { url, waitReplicas: 0.5 }],
+        ['waitReplicas "1"', { url, waitReplicas: '1' }],
         ['namespace ""', { url, namespace: '' }],
         ['namespace 42', { url, namespace: 42 }],
         ['namespace {}', { url, namespace: {} }],
@@ -226,6 +259,8 @@ function redisTests (url: string): void {
         t.equal(await codeOfMaking(() => redisBroker(options as RedisBrokerOptions)), 'FRT_ERR_INVALID_OPTION', label)
       }
       t.equal(await codeOfMaking(() => redisBroker({ url, namespace: newNamespace(), commandTimeout: 1 })), 'did not throw', 'commandTimeout 1')
+      t.equal(await codeOfMaking(() => redisBroker({ url, namespace: newNamespace(), maxPending: 1, waitReplicas: 0 })), 'did not throw', 'maxPending 1, waitReplicas 0')
+      t.equal(await codeOfMaking(() => redisBroker({ cluster, namespace: newNamespace() })), 'did not throw', 'cluster [{ host, port }]')
     })
   })
 }

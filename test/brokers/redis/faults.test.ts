@@ -1,11 +1,11 @@
 // Fault catalogue F3 against a real redis-server that this file starts itself (one per test, on a
 // free loopback port, no persistence), so it can pause, kill and restart it without disturbing
 // other test files: publishes reject and then recover, connections survive, no event is delivered
-// twice, resumable events are not lost. A small TCP proxy stands in for a flaky link where a fault
-// must hit one connection only (a reply lost on the wire, one instance's reader lagging behind).
+// twice, resumable events are not lost. A small TCP proxy (test/helpers/redis-proxy.ts) stands in
+// for a flaky link where a fault must hit one connection only (a reply lost on the wire, one
+// instance's reader lagging behind). The same faults on a Redis Cluster: cluster-faults.test.ts.
 import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import net from 'node:net'
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { RedisBrokerOptions } from '../../../lib/brokers/redis/index.js'
@@ -23,6 +23,7 @@ import {
 } from '../../helpers/redis.js'
 import { sleep, within } from '../../helpers/ws.js'
 import { recordEscapes } from '../../helpers/index.js'
+import { startProxy } from '../../helpers/redis-proxy.js'
 
 /** Short, so a paused Redis fails a publish quickly; the assertions never measure it. */
 const COMMAND_TIMEOUT = 300
@@ -41,91 +42,6 @@ function namespace (): string {
 
 function keyOf (ns: string): string {
   return `frt:{${ns}}:log`
-}
-
-// ---- a proxy that can fail one connection ----
-
-interface Proxy {
-  url: string
-  /** The next XADD reaches Redis, but its reply is lost: the connection drops instead. */
-  loseNextXaddReply (): void
-  /** Holds back what Redis sends, to every connection or to reading (XREAD) ones only, as a slow link would. */
-  hold (which: 'all' | 'readers'): void
-  /** Delivers what was held, in order, and stops holding. */
-  release (): void
-  /** Drops every connection and refuses new ones: Redis is unreachable through this link. */
-  cut (): void
-  /** Accepts connections again. */
-  restore (): void
-}
-
-async function startProxy (t: Test, target: number): Promise<Proxy> {
-  let loseXadd = false
-  let holding: 'all' | 'readers' | undefined
-  let refusing = false
-  const links = new Set<{ client: net.Socket, upstream: net.Socket, held: Buffer[] }>()
-  const server = net.createServer((client) => {
-    client.on('error', () => {})
-    if (refusing) {
-      client.destroy()
-      return
-    }
-    const upstream = net.connect(target, '127.0.0.1')
-    const link = { client, upstream, held: [] as Buffer[] }
-    let reader = false
-    let dropReply = false
-    links.add(link)
-    const end = (): void => {
-      client.destroy()
-      upstream.destroy()
-      links.delete(link)
-    }
-    client.on('data', (chunk: Buffer) => {
-      const text = chunk.toString('latin1').toLowerCase()
-      if (text.includes('xread')) reader = true
-      if (loseXadd && text.includes('xadd')) {
-        loseXadd = false
-        dropReply = true
-      }
-      upstream.write(chunk)
-    })
-    upstream.on('data', (chunk: Buffer) => {
-      if (dropReply) return end() // Redis has executed it; the client never hears
-      if (holding === 'all' || (holding === 'readers' && reader)) {
-        link.held.push(chunk)
-        return
-      }
-      client.write(chunk)
-    })
-    for (const socket of [client, upstream]) {
-      socket.on('error', end)
-      socket.on('close', end)
-    }
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => {
-    for (const link of links) link.client.destroy()
-    server.close(() => resolve())
-  }))
-  return {
-    url: `redis://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    loseNextXaddReply () { loseXadd = true },
-    hold (which) { holding = which },
-    release () {
-      holding = undefined
-      for (const link of links) {
-        for (const chunk of link.held.splice(0)) link.client.write(chunk)
-      }
-    },
-    cut () {
-      refusing = true
-      for (const link of links) {
-        link.client.destroy()
-        link.upstream.destroy()
-      }
-    },
-    restore () { refusing = false }
-  }
 }
 
 /** Publishes until the broker takes the event (each attempt its own data); bounded. */
