@@ -7,6 +7,7 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { build } from '../../examples/cluster.js'
 import { connectWS, injectSSE, type ConnectedWS } from '../../lib/testing/index.js'
+import { nextPosition } from '../helpers/index.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -58,6 +59,7 @@ async function cluster (t: Test, { aliveMsOfA }: { aliveMsOfA?: number } = {}) {
     /** Signs in on `app` and opens a socket there, in `room`; resolves once its own arrival is seen. */
     async member (app: App, name: string, room = 'lobby') {
       const ws = await join(app, await login(app, name))
+      await ws.request('realtime.subscribe', { topic: `room:${room}` })
       await ws.request('join', { room })
       const arrival = await ws.nextEvent('presence')
       return { ws, arrival }
@@ -114,6 +116,7 @@ function clusterTests () {
     // From ann's arrival on: whatever follows is replayed or delivered live, never missed.
     const view = await injectSSE(b, { url: '/chat/rooms/lobby/events', lastEventId: ann.arrival.id })
     t.equal(view.statusCode, 200)
+    t.equal(await nextPosition(view), ann.arrival.id, 'nothing to replay: the position is the arrival')
     const said = await ann.ws.request('say', { room: 'lobby', text: 'hello, readers' }) as { id: string }
     t.same(await view.next(), { event: 'message', data: JSON.stringify({ room: 'lobby', user: 'ann', text: 'hello, readers' }), id: said.id })
     await view.close()
@@ -121,16 +124,18 @@ function clusterTests () {
     const missed = await ann.ws.request('say', { room: 'lobby', text: 'while the view was away' }) as { id: string }
     const resumed = await injectSSE(a, { url: '/chat/rooms/lobby/events', lastEventId: view.lastEventId })
     t.match(await resumed.next(), { event: 'message', id: missed.id }, 'resumed on a from the id b sent: no gap, no duplicate')
+    t.equal(await nextPosition(resumed), missed.id, 'then the position')
     const live = await ann.ws.request('say', { room: 'lobby', text: 'live' }) as { id: string }
     t.match(await resumed.next(), { event: 'message', id: live.id }, 'then live')
     await resumed.close()
   })
 
-  t.test('cluster: join with `after` on the other instance replays what was said meanwhile', async (t) => {
+  t.test('cluster: a room subscribed with `after` on the other instance replays what was said meanwhile', async (t) => {
     const { a, b, member, login, join } = await cluster(t)
     const bob = await member(b, 'bob')
     const token = await login(a, 'ann')
     const ann = await join(a, token)
+    await ann.request('realtime.subscribe', { topic: 'room:lobby' })
     await ann.request('join', { room: 'lobby' })
     const lastSeen = await ann.nextEvent('presence')
     ann.socket.terminate()
@@ -139,8 +144,8 @@ function clusterTests () {
     const { id } = await bob.ws.request('say', { room: 'lobby', text: 'you missed this' }) as { id: string }
 
     const back = await join(b, token)
-    await back.request('join', { room: 'lobby', after: lastSeen.id })
-    t.same(await membersSeenBy(back), ['bob'], 'first, replayed: ann\'s own departure from a')
+    t.same(await back.request('realtime.subscribe', { topic: 'room:lobby', after: lastSeen.id }), { topic: 'room:lobby', position: id, resumed: true })
+    t.same(await membersSeenBy(back), ['bob'], 'replayed before the reply: ann\'s own departure from a')
     t.match(await back.nextEvent('message'), { data: { text: 'you missed this' }, id }, 'then the message')
   })
 
