@@ -25,9 +25,17 @@ export interface Broker {
   listen (listener: BrokerListener): () => void
   /**
    * The events after `after` that belong to `topics`, in log order, or `null` when `after` cannot be
-   * resumed: malformed, never issued, gone from the history, or more than `maxScan` entries back.
+   * resumed: malformed, never issued, an event after it has left the history, or more than `maxScan`
+   * entries back.
    */
   history (after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null>
+  /**
+   * The newest id of the log now (`0-0`, `LOG_START`, for a log that has had no event yet): a resume
+   * point that `history()` accepts for as long as no event after it has left the history, and a
+   * reset after that, never a gap. Subscriptions report it to clients that have received no event
+   * yet. Optional: without it, subscriptions send no position and resume from event ids only.
+   */
+  position? (): Promise<string>
   /** Stops the broker: later publishes reject, listeners receive nothing more. */
   close (): Promise<void>
 }

@@ -1,7 +1,7 @@
 import { FRT_ERR_BROKER_UNAVAILABLE } from '../errors.js'
 import { maxAgeMsOption, maxLenOption, maxScanOption } from '../options.js'
 import type { Broker, BrokerEvent, BrokerListener } from './broker.js'
-import { compareEventIds, parseEventId, type EventIdParts } from '../protocol/event-id.js'
+import { LOG_START, compareEventIds, parseEventId, type EventIdParts } from '../protocol/event-id.js'
 
 /** Options of {@link memoryBroker}. */
 export interface MemoryBrokerOptions {
@@ -48,6 +48,9 @@ class MemoryBroker implements Broker {
   private head = 0
   private lastMs = 0
   private lastSeq = -1
+  // The newest id that has left the log: every event after it is still there, so it still resumes.
+  // LOG_START until the first trim; '' once closed (no id matches it).
+  private lastTrimmed = LOG_START
   private readonly listeners = new Set<BrokerListener>()
   private closed = false
   // Events published while a dispatch runs (a listener that publishes) wait here, so order holds.
@@ -82,12 +85,22 @@ class MemoryBroker implements Broker {
     return () => { this.listeners.delete(listener) }
   }
 
+  position (): Promise<string> {
+    if (this.closed) return Promise.reject(new FRT_ERR_BROKER_UNAVAILABLE('the memory broker is closed'))
+    return Promise.resolve(this.lastSeq === -1 ? LOG_START : `${this.lastMs}-${this.lastSeq}`)
+  }
+
   history (after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null> {
     const from = parseEventId(after)
     if (from === undefined) return Promise.resolve(null)
     this.trim(Date.now())
-    const index = this.indexOf(from)
-    if (index === -1 || this.entries.length - 1 - index > this.maxScan) return Promise.resolve(null)
+    let index = this.indexOf(from)
+    if (index === -1) {
+      // Ids are canonical (parseEventId), so the string comparison is exact.
+      if (after !== this.lastTrimmed) return Promise.resolve(null)
+      index = this.head - 1
+    }
+    if (this.entries.length - 1 - index > this.maxScan) return Promise.resolve(null)
     const events: BrokerEvent[] = []
     for (let i = index + 1; i < this.entries.length; i++) {
       const entry = this.entries[i] as LogEntry
@@ -101,6 +114,7 @@ class MemoryBroker implements Broker {
     this.listeners.clear()
     this.entries = []
     this.head = 0
+    this.lastTrimmed = ''
     return Promise.resolve()
   }
 
@@ -138,12 +152,18 @@ class MemoryBroker implements Broker {
     return -1
   }
 
+  /** Drops the oldest live entry. */
+  private drop (entries: (LogEntry | undefined)[]): void {
+    this.lastTrimmed = (entries[this.head] as LogEntry).id
+    entries[this.head++] = undefined
+  }
+
   private trim (now: number): void {
     const entries = this.entries
-    while (entries.length - this.head > this.maxLen) entries[this.head++] = undefined
+    while (entries.length - this.head > this.maxLen) this.drop(entries)
     if (this.maxAgeMs !== undefined) {
       const oldest = now - this.maxAgeMs
-      while (this.head < entries.length && (entries[this.head] as LogEntry).ms < oldest) entries[this.head++] = undefined
+      while (this.head < entries.length && (entries[this.head] as LogEntry).ms < oldest) this.drop(entries)
     }
     // Compact once the dead prefix outweighs the live part, so trimming stays amortized O(1).
     if (this.head > 1024 && this.head * 2 > entries.length) {

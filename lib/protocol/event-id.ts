@@ -4,6 +4,12 @@
 // Canonical decimal only (no leading zeros): a resume point is an id exactly as it was issued.
 const EVENT_ID = /^(0|[1-9]\d{0,15})-(0|[1-9]\d{0,15})$/
 
+/**
+ * The position of a log that has had no event yet: a resume point before its first event, valid
+ * for as long as no event of the log has left its history.
+ */
+export const LOG_START = '0-0'
+
 /** A parsed event id. */
 export interface EventIdParts {
   ms: number
@@ -29,4 +35,13 @@ export function compareEventIds (a: EventIdParts, b: EventIdParts): number {
 /** Formats a parsed id. */
 export function formatEventId (ms: number, seq: number): string {
   return `${ms}-${seq}`
+}
+
+/** The newer of two ids (either may be undefined); an id that does not parse counts as absent. */
+export function newerEventId (a: string | undefined, b: string | undefined): string | undefined {
+  const left = parseEventId(a)
+  const right = parseEventId(b)
+  if (left === undefined) return right === undefined ? undefined : b
+  if (right === undefined) return a
+  return compareEventIds(left, right) >= 0 ? a : b
 }

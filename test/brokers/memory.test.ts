@@ -208,23 +208,38 @@ t.test('history of an id never issued is null: in range but absent, or beyond th
   await broker.publish('a', 'e', '1') // 1000-1
   setNow(1002)
   await broker.publish('a', 'e', '2') // 1002-0
-  for (const id of ['1001-0', '1000-2', '999-0', '0-0', '1002-1', '9999-0']) {
+  for (const id of ['1001-0', '1000-2', '999-0', '0-1', '1002-1', '9999-0']) {
     t.equal(await broker.history(id, new Set(['a'])), null, id)
   }
   t.same(ids(await broker.history('1000-1', new Set(['a']))), ['1002-0'], 'an issued id in between resumes')
   t.equal(await broker.history('01000-1', new Set(['a'])), null, 'only as issued: another spelling of it is not')
 })
 
-t.test('history of an id trimmed by maxLen is null; the oldest retained id still resumes', async (t) => {
+t.test('history of an id trimmed by maxLen with later ones is null; the newest trimmed id and the retained ones resume', async (t) => {
   const broker = memoryBroker({ maxLen: 3 })
   const all: string[] = []
   for (let i = 0; i < 5; i++) all.push(await broker.publish('a', 'e', String(i)))
+  t.equal(await broker.history('0-0', new Set(['a'])), null, 'the start of the log')
   t.equal(await broker.history(all[0], new Set(['a'])), null)
-  t.equal(await broker.history(all[1], new Set(['a'])), null)
+  t.same(ids(await broker.history(all[1], new Set(['a']))), all.slice(2), 'the newest trimmed id: every event after it is kept')
   t.same(ids(await broker.history(all[2], new Set(['a']))), all.slice(3), 'the oldest retained id')
 })
 
-t.test('history of an id older than maxAgeMs is null', async (t) => {
+t.test('position() is 0-0 before the first event, then the newest id, also once it aged out', async (t) => {
+  const setNow = fakeClock(t, 10000)
+  const broker = memoryBroker({ maxAgeMs: 1000 })
+  t.equal(await broker.position(), '0-0')
+  t.same(await broker.history('0-0', new Set(['a'])), [], 'the start of an empty log resumes')
+  const first = await broker.publish('a', 'e', '0')
+  t.same(ids(await broker.history('0-0', new Set(['a']))), [first], 'and then has the first event after it')
+  t.equal(await broker.position(), first)
+  setNow(12000)
+  t.equal(await broker.position(), first, 'aged out: still the newest id')
+  t.same(await broker.history(first, new Set(['a'])), [], 'and still resumes')
+  t.equal(await broker.history('0-0', new Set(['a'])), null, 'the start of the log no longer does')
+})
+
+t.test('history of an id is null once an event after it is older than maxAgeMs', async (t) => {
   const setNow = fakeClock(t, 10000)
   const broker = memoryBroker({ maxAgeMs: 1000 })
   const old = await broker.publish('a', 'e', 'old')
@@ -233,10 +248,12 @@ t.test('history of an id older than maxAgeMs is null', async (t) => {
   setNow(11000)
   t.same(ids(await broker.history(old, new Set(['a']))), [newer], 'exactly maxAgeMs old: still resumable')
   setNow(11001)
-  t.equal(await broker.history(old, new Set(['a'])), null, 'older than maxAgeMs')
+  t.same(ids(await broker.history(old, new Set(['a']))), [newer], 'older than maxAgeMs, the event after it is not: resumes')
   t.same(await broker.history(newer, new Set(['a'])), [])
+  setNow(11501)
+  t.equal(await broker.history(old, new Set(['a'])), null, 'the event after it is older than maxAgeMs')
   setNow(20000)
-  t.equal(await broker.history(newer, new Set(['a'])), null, 'everything has aged out')
+  t.same(await broker.history(newer, new Set(['a'])), [], 'everything has aged out: the newest id still resumes, with nothing')
 })
 
 t.test('history more than maxScan entries back is null, whatever the topics', async (t) => {
@@ -256,7 +273,9 @@ t.test('history stays correct across compactions (3000+ events, maxLen 10)', asy
     if (i < 10) continue
     const oldest = await broker.history(all[i - 9], new Set(['even', 'odd']))
     if (JSON.stringify(ids(oldest)) !== JSON.stringify(all.slice(i - 8))) wrong.push(`oldest retained at ${i}`)
-    if (await broker.history(all[i - 10], new Set(['even', 'odd'])) !== null) wrong.push(`trimmed id resumed at ${i}`)
+    const newestTrimmed = await broker.history(all[i - 10], new Set(['even', 'odd']))
+    if (JSON.stringify(ids(newestTrimmed)) !== JSON.stringify(all.slice(i - 9))) wrong.push(`newest trimmed at ${i}`)
+    if (i > 10 && await broker.history(all[i - 11], new Set(['even', 'odd'])) !== null) wrong.push(`trimmed id resumed at ${i}`)
   }
   t.same(wrong, [])
   const even = await broker.history(all[3190], new Set(['even']))

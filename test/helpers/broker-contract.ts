@@ -5,7 +5,7 @@
 // before a publish gets that event.
 import type { Test } from 'tap'
 import type { Broker, BrokerEvent } from '../../lib/brokers/broker.js'
-import { compareEventIds, parseEventId } from '../../lib/protocol/event-id.js'
+import { compareEventIds, parseEventId, type EventIdParts } from '../../lib/protocol/event-id.js'
 
 /** Options every broker takes; a factory may add its own (url, namespace ...). */
 export interface ContractBrokerOptions {
@@ -56,6 +56,19 @@ function isBefore (a: string, b: string): boolean {
 
 function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Sleeps until the clock has passed `ms` (epoch). */
+async function sleepPast (ms: number): Promise<void> {
+  while (Date.now() <= ms) await sleep(ms + 1 - Date.now())
+}
+
+const msOf = (id: string): number => (parseEventId(id) as EventIdParts).ms
+
+/** The broker's position(); every broker under the contract has one. */
+function position (broker: Broker): Promise<string> {
+  if (broker.position === undefined) throw new Error('the broker has no position()')
+  return broker.position()
 }
 
 /** The code of what `make()` throws or rejects with, or 'did not throw' (closing a broker it made). */
@@ -277,6 +290,8 @@ export function brokerContract (t: Test, name: string, makeBroker: MakeBroker, c
 
     t.test('history of an id never issued is null: before the first, in range but absent, beyond the last', async (t) => {
       const broker = await open(t)
+      // The position of the log before its first event is a resume point (see the position tests).
+      const start = await position(broker)
       const first = await broker.publish('a', 'e', '0')
       const firstMs = (parseEventId(first) as { ms: number }).ms
       // Let the clock move on, so that <firstMs + 1>-0 lies between the two events and is never issued.
@@ -287,11 +302,11 @@ export function brokerContract (t: Test, name: string, makeBroker: MakeBroker, c
       const neverIssued = ['0-0', '0-1', `${firstMs - 1}-0`, `${firstMs}-${(parseEventId(first) as { seq: number }).seq + 1}`,
         `${firstMs + 1}-0`, `${lastParts.ms}-${lastParts.seq + 1}`, `${lastParts.ms + 1}-0`, `${lastParts.ms + 86400000}-0`,
         `${Number.MAX_SAFE_INTEGER}-${Number.MAX_SAFE_INTEGER}`]
-      for (const id of neverIssued) t.equal(await broker.history(id, new Set(['a'])), null, id)
+      for (const id of neverIssued.filter((id) => id !== start)) t.equal(await broker.history(id, new Set(['a'])), null, id)
       t.same(ids(await broker.history(first, new Set(['a']))), [last], 'an issued id still resumes')
     })
 
-    t.test('history of an id trimmed by maxLen is null; the newest maxLen ids still resume', async (t) => {
+    t.test('history of an id trimmed by maxLen with later ones is null; the newest maxLen ids still resume', async (t) => {
       const maxLen = 10
       const broker = await open(t, { maxLen })
       const all: string[] = []
@@ -299,27 +314,75 @@ export function brokerContract (t: Test, name: string, makeBroker: MakeBroker, c
       const topics = new Set(['even', 'odd'])
       t.equal(await broker.history(all[0], topics), null, 'the first of 500')
       // An approximate trim keeps at least maxLen events: only ids far back are surely gone.
-      const gone = approximateTrim ? [1, 100, 200] : [1, 250, all.length - maxLen - 1]
+      const gone = approximateTrim ? [1, 100, 200] : [1, 250, all.length - maxLen - 2]
       for (const index of gone) t.equal(await broker.history(all[index], topics), null, `event ${index} of 500`)
       const oldestKept = all.length - maxLen
+      if (!approximateTrim) {
+        t.same(ids(await broker.history(all[oldestKept - 1], topics)), all.slice(oldestKept),
+          `event ${oldestKept - 1}: trimmed itself, but every event after it is still there`)
+      }
       t.same(ids(await broker.history(all[oldestKept], topics)), all.slice(oldestKept + 1), `event ${oldestKept}: within maxLen`)
       t.same(ids(await broker.history(all[all.length - 3], new Set(['odd']))), [all[all.length - 1]])
     })
 
-    t.test('history of an id older than maxAgeMs is null', async (t) => {
+    t.test('maxAgeMs: an id resumes until an event after it is older than maxAgeMs, however old the id itself', async (t) => {
       const maxAgeMs = 300
       const broker = await open(t, { maxAgeMs })
+      const topics = new Set(['a'])
+      const start = await position(broker)
       const old = await broker.publish('a', 'e', 'old')
-      const oldMs = (parseEventId(old) as { ms: number }).ms
-      const fresh = await broker.history(old, new Set(['a']))
-      // Asserted only when the call finished within maxAgeMs: no assumption about how fast it is.
-      if (Date.now() < oldMs + maxAgeMs) t.same(fresh, [], 'resumable while younger than maxAgeMs')
-      while (Date.now() <= oldMs + maxAgeMs + 50) await sleep(oldMs + maxAgeMs + 60 - Date.now())
+      await sleepPast(msOf(old) + maxAgeMs + 50)
+      t.same(await broker.history(old, topics), [], 'older than maxAgeMs, with nothing after it: resumes')
+      t.equal(await position(broker), old, 'and is still the position')
+      t.equal(await broker.history(start, topics), null, 'the start of the log: its first event is older than maxAgeMs')
       const newer = await broker.publish('a', 'e', 'newer')
-      t.equal(await broker.history(old, new Set(['a'])), null, 'older than maxAgeMs')
-      const newerMs = (parseEventId(newer) as { ms: number }).ms
-      const latest = await broker.history(newer, new Set(['a']))
-      if (Date.now() < newerMs + maxAgeMs) t.same(latest, [], 'a younger id still resumes')
+      const resumed = await broker.history(old, topics)
+      // Asserted only when the call finished within maxAgeMs: no assumption about how fast it is.
+      if (Date.now() < msOf(newer) + maxAgeMs) t.same(ids(resumed), [newer], 'the event after it is younger than maxAgeMs: resumes')
+      await sleepPast(msOf(newer) + maxAgeMs + 50)
+      t.equal(await broker.history(old, topics), null, 'the event after it is older than maxAgeMs: a reset')
+      t.same(await broker.history(newer, topics), [], 'the newest id still resumes')
+    })
+
+    t.test('position() before any event: history() accepts it, with nothing, then with every event after it', async (t) => {
+      const broker = await open(t)
+      const start = await position(broker)
+      t.match(start, CANONICAL_ID)
+      t.same(await broker.history(start, new Set(['a'])), [], 'nothing yet')
+      t.equal(await position(broker), start, 'the same position while nothing happens')
+      const published = [await broker.publish('a', 'e', '1'), await broker.publish('b', 'e', '2'), await broker.publish('a', 'e', '3')]
+      t.ok(isBefore(start, published[0]), 'the position is before the first event')
+      t.same(ids(await broker.history(start, new Set(['a']))), [published[0], published[2]], 'the events after it')
+      t.same(ids(await broker.history(start, new Set(['a', 'b']))), published)
+    })
+
+    t.test('position() is the newest id of the log, and history() resumes exactly the events after it', async (t) => {
+      const broker = await open(t)
+      await broker.publish('a', 'e', '1')
+      const newest = await broker.publish('b', 'e', '2')
+      const at = await position(broker)
+      t.equal(at, newest, 'the id of the last publish')
+      t.same(await broker.history(at, new Set(['a', 'b'])), [], 'nothing after it yet')
+      const later = [await broker.publish('a', 'e', '3'), await broker.publish('b', 'e', '4')]
+      t.same(ids(await broker.history(at, new Set(['a', 'b']))), later)
+      t.same(ids(await broker.history(at, new Set(['b']))), [later[1]])
+      t.equal(await position(broker), later[1], 'moves with the log')
+    })
+
+    t.test('a position resumes for as long as no event after it has left the history; after that it is a reset', async (t) => {
+      const maxLen = 10
+      const broker = await open(t, { maxLen })
+      const topics = new Set(['a'])
+      const start = await position(broker)
+      for (let i = 0; i < 500; i++) await broker.publish('a', 'e', String(i))
+      t.equal(await broker.history(start, topics), null, 'the start of a log that has lost events')
+      const at = await position(broker)
+      const next: string[] = []
+      for (let i = 0; i < maxLen; i++) next.push(await broker.publish('a', 'e', String(i)))
+      // An approximate trim may keep more than maxLen: what it dropped is only known far back.
+      if (!approximateTrim) t.same(ids(await broker.history(at, topics)), next, 'the position has left, the events after it have not')
+      for (let i = 0; i < 500; i++) await broker.publish('a', 'e', String(i))
+      t.equal(await broker.history(at, topics), null, 'events after it have left')
     })
 
     t.test('history more than maxScan entries back is null, whatever the topics', async (t) => {
@@ -341,6 +404,7 @@ export function brokerContract (t: Test, name: string, makeBroker: MakeBroker, c
       await t.rejects(broker.publish('t', 'e', 'after'), { code: 'FRT_ERR_BROKER_UNAVAILABLE' })
       await t.resolves(broker.close(), 'a second close() resolves')
       await t.rejects(broker.publish('t', 'e', 'after'), { code: 'FRT_ERR_BROKER_UNAVAILABLE' }, 'still rejects')
+      await t.rejects(position(broker), { code: 'FRT_ERR_BROKER_UNAVAILABLE' }, 'position() rejects too')
       if (makePeer !== undefined) {
         // Events of the shared log published after close() do not reach the closed broker's listeners.
         const peer = await openPeer(t, broker)
@@ -410,6 +474,19 @@ export function brokerContract (t: Test, name: string, makeBroker: MakeBroker, c
       t.same(ids(await peer.history(start, new Set(['a']))), [fromPeer, fromBroker], 'the peer resumes an id the broker issued')
       t.same(ids(await broker.history(start, new Set(['a']))), [fromPeer, fromBroker], 'and the broker itself')
       t.same(ids(await broker.history(fromPeer, new Set(['a']))), [fromBroker], 'the broker resumes an id the peer issued')
+    })
+
+    t.test('brokers on one log: the position of one is the newest id of both, and resumes on the other', async (t) => {
+      const broker = await open(t)
+      const peer = await openPeer(t, broker)
+      const start = await position(peer)
+      t.same(await broker.history(start, new Set(['a'])), [], 'the start of the shared log resumes on the other broker')
+      await broker.publish('a', 'e', '0')
+      const newest = await peer.publish('a', 'e', '1')
+      t.equal(await position(broker), newest, 'the peer\'s event is the newest')
+      const later = await peer.publish('a', 'e', '2')
+      t.same(ids(await peer.history(await position(peer), new Set(['a']))), [], 'nothing after the newest')
+      t.same(ids(await broker.history(newest, new Set(['a']))), [later])
     })
   })
 }

@@ -4,7 +4,7 @@
 import type { Redis } from 'ioredis'
 import { FRT_ERR_BROKER_UNAVAILABLE } from '../../errors.js'
 import type { BrokerEvent } from '../broker.js'
-import { parseEventId } from '../../protocol/event-id.js'
+import { LOG_START, parseEventId } from '../../protocol/event-id.js'
 import { toEvent, type Entry } from './entries.js'
 
 const HISTORY_PAGE = 512
@@ -57,27 +57,91 @@ async function connected (connection: Redis, ms: number): Promise<void> {
   await withTimeout(ready, ms, 'the connection')
 }
 
+/** What XINFO STREAM tells of the log (Redis >= 7 for `entriesAdded`). */
+interface StreamState {
+  /** The id of the newest entry ever added, trimmed or not. */
+  lastGeneratedId: string
+  length: number
+  /** Every entry ever added: more than `length` once anything has been trimmed. NaN before Redis 7, which does not count. */
+  entriesAdded: number
+}
+
+/** XINFO STREAM's fields, as a flat `[key, value, ...]` array (RESP2, legacy mapping) or an object (`replyMapping: 'resp3'`). */
+function streamStateOf (reply: unknown): StreamState {
+  let fields = reply as Record<string, unknown>
+  if (Array.isArray(reply)) {
+    fields = {}
+    for (let i = 0; i + 1 < reply.length; i += 2) fields[reply[i] as string] = reply[i + 1]
+  }
+  return {
+    lastGeneratedId: String(fields['last-generated-id']),
+    length: Number(fields.length),
+    entriesAdded: Number(fields['entries-added'])
+  }
+}
+
+/** The state of the log, or undefined when its key does not exist (no event yet, or a Redis that lost it). */
+async function streamState (connection: Redis, key: string, commandTimeout: number): Promise<StreamState | undefined> {
+  let reply: unknown
+  try {
+    reply = await withTimeout(connection.xinfo('STREAM', key), commandTimeout, 'XINFO')
+  } catch (err) {
+    if (/no such key/i.test((err as Error).message)) return undefined
+    throw err
+  }
+  return streamStateOf(reply)
+}
+
+/** The milliseconds part of a Redis entry id. */
+function msOf (id: string): number {
+  return Number(id.slice(0, id.indexOf('-')))
+}
+
+function unavailable (err: unknown): Error {
+  if ((err as { code?: unknown }).code === 'FRT_ERR_BROKER_UNAVAILABLE') return err as Error
+  return new FRT_ERR_BROKER_UNAVAILABLE((err as Error).message)
+}
+
+/** The newest id ever added to the log (`LOG_START` before any event): a position `readHistory` resumes from. */
+export async function readPosition (connection: Redis, options: HistoryOptions): Promise<string> {
+  try {
+    await connected(connection, options.commandTimeout)
+    return (await streamState(connection, options.key, options.commandTimeout))?.lastGeneratedId ?? LOG_START
+  } catch (err) {
+    throw unavailable(err)
+  }
+}
+
 /**
  * The events after `after` that belong to `topics`, in log order, or `null` when `after` cannot be
- * resumed: malformed, not in the stream (trimmed, never issued, from a Redis that restarted empty),
- * older than `maxAgeMs`, or more than `maxScan` entries back.
+ * resumed: malformed, not in the stream with every event after it (trimmed, never issued, from a
+ * Redis that restarted empty), followed by an event older than `maxAgeMs`, or more than `maxScan`
+ * entries back.
  */
 export async function readHistory (connection: Redis, options: HistoryOptions, after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null> {
   const { key, maxAgeMs, maxScan, commandTimeout } = options
-  const from = parseEventId(after)
-  if (from === undefined) return null
-  // Trimming by age is lazy and approximate: an id past maxAgeMs is a reset even if still stored.
-  if (maxAgeMs !== undefined && from.ms < Date.now() - maxAgeMs) return null
+  if (parseEventId(after) === undefined) return null
   try {
     await connected(connection, commandTimeout)
-    // The id must still be in the log: a trimmed or never-issued id is a reset, never a silent gap.
+    // The id must still be in the log, or be one whose later events are all still there; anything
+    // else (trimmed with later ones, never issued, of a stream Redis lost) is a reset, never a gap.
     const exact = await withTimeout(connection.xrange(key, after, after), commandTimeout, 'XRANGE') as Entry[]
-    if (exact.length === 0) return null
+    if (exact.length === 0) {
+      const state = await streamState(connection, key, commandTimeout)
+      // The newest id ever added resumes even once trimmed (by age, on a quiet log): nothing came after it.
+      if (after === (state?.lastGeneratedId ?? LOG_START)) return []
+      // The start of a log resumes while nothing has been trimmed from it (Redis 7 counts what was added).
+      if (after !== LOG_START || state === undefined || state.entriesAdded !== state.length) return null
+    }
+    // Trimming by age is lazy and approximate: an event past maxAgeMs has left the history even if
+    // still stored, so an id whose next event is that old cannot be resumed.
+    const oldest = maxAgeMs === undefined ? undefined : Date.now() - maxAgeMs
     const events: BrokerEvent[] = []
     let start = after
     let scanned = 0
     for (;;) {
       const page = await withTimeout(connection.xrange(key, `(${start}`, '+', 'COUNT', HISTORY_PAGE), commandTimeout, 'XRANGE') as Entry[]
+      if (scanned === 0 && oldest !== undefined && page.length > 0 && msOf((page[0] as Entry)[0]) < oldest) return null
       scanned += page.length
       if (scanned > maxScan) return null
       for (const entry of page) {
@@ -88,7 +152,6 @@ export async function readHistory (connection: Redis, options: HistoryOptions, a
       start = (page.at(-1) as Entry)[0]
     }
   } catch (err) {
-    if ((err as { code?: unknown }).code === 'FRT_ERR_BROKER_UNAVAILABLE') throw err
-    throw new FRT_ERR_BROKER_UNAVAILABLE((err as Error).message)
+    throw unavailable(err)
   }
 }

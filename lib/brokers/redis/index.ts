@@ -5,7 +5,7 @@
 // topics across instances. The parts: publisher.ts (pipelined XADDs), reader.ts (the XREAD tail),
 // history.ts (resume), connections.ts and cluster.ts (the broker's own connections).
 import type { Cluster, Redis } from 'ioredis'
-import { FRT_ERR_INVALID_OPTION } from '../../errors.js'
+import { FRT_ERR_BROKER_UNAVAILABLE, FRT_ERR_INVALID_OPTION } from '../../errors.js'
 import type { Broker, BrokerEvent, BrokerListener } from '../broker.js'
 import {
   clusterOption,
@@ -23,7 +23,7 @@ import {
 import { clusterConnections } from './cluster.js'
 import { standaloneConnections, type Connections } from './connections.js'
 import { logKey } from './entries.js'
-import { readHistory, type HistoryOptions } from './history.js'
+import { readHistory, readPosition, type HistoryOptions } from './history.js'
 import { Publisher } from './publisher.js'
 import { Reader } from './reader.js'
 
@@ -148,6 +148,11 @@ class RedisBroker implements Broker {
     return readHistory(this.writer, this.historyOptions, after, topics)
   }
 
+  position (): Promise<string> {
+    if (this.closed) return Promise.reject(new FRT_ERR_BROKER_UNAVAILABLE('the Redis broker is closed'))
+    return readPosition(this.writer, this.historyOptions)
+  }
+
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
@@ -169,6 +174,6 @@ class RedisBroker implements Broker {
  * await app.register(fastifySse, { broker })
  * app.addHook('onClose', () => broker.close())
  */
-export function redisBroker (options: RedisBrokerOptions): Broker {
+export function redisBroker (options: RedisBrokerOptions): Required<Broker> {
   return new RedisBroker(options)
 }

@@ -44,6 +44,27 @@ if (url === undefined) {
     t.same((await seen.until(1)).map((event) => event.id), [id])
   })
 
+  t.test('a client made with replyMapping: "resp3" (XINFO as a map) reports and resumes positions', async (t) => {
+    const client = new Redis(url, { protocol: 3, replyMapping: 'resp3' })
+    t.teardown(() => client.disconnect())
+    const broker = redisBroker({ client, namespace: namespace() })
+    t.teardown(() => broker.close())
+    const start = await broker.position?.() as string
+    const first = await broker.publish('lobby', 'message', '1')
+    t.same((await broker.history(start, new Set(['lobby'])))?.map((event) => event.id), [first], 'the start of the log resumes')
+    t.equal(await broker.position?.(), first)
+    t.same(await broker.history('1-0', new Set(['lobby'])), null, 'an id never issued does not')
+  })
+
+  t.test('position() and history() of a key that is not a stream reject with FRT_ERR_BROKER_UNAVAILABLE', async (t) => {
+    const ns = namespace()
+    await admin.set(`frt:{${ns}}:log`, 'not a stream')
+    const broker = redisBroker({ url, namespace: ns })
+    t.teardown(() => broker.close())
+    await t.rejects(broker.position?.() as Promise<string>, { code: 'FRT_ERR_BROKER_UNAVAILABLE' })
+    await t.rejects(broker.history('1-0', new Set(['lobby'])), { code: 'FRT_ERR_BROKER_UNAVAILABLE' })
+  })
+
   t.test('entries this library did not write are skipped by the reader and by history', async (t) => {
     const ns = namespace()
     const broker = redisBroker({ url, namespace: ns })
