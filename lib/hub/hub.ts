@@ -76,6 +76,8 @@ export interface Realtime {
 class TopicImpl {
   readonly name: string
   readonly contract: AnyContract | undefined
+  /** The app asked for it by name: kept for the hub's life. Else made for client subscriptions, and forgotten once none holds it. */
+  pinned = false
   private readonly hub: Hub
   private readonly compiled: CompiledContract | undefined
 
@@ -137,7 +139,17 @@ export class Hub implements Realtime {
     if (options !== undefined && (options === null || typeof options !== 'object')) {
       throw new FRT_ERR_INVALID_OPTION('topic options', 'expected an object such as { contract }')
     }
-    const contract = options?.contract
+    const topic = this.clientTopic(name, options?.contract)
+    topic.pinned = true
+    return topic
+  }
+
+  /**
+   * The topic of this name for a client subscription: the app's own if it made one, else one the
+   * hub forgets once no local subscriber holds it, so clients subscribing to ever new names cannot
+   * grow memory. Subscribe to it before anything else can run. Throws like topic().
+   */
+  clientTopic (name: string, contract: AnyContract | undefined): TopicImpl {
     const existing = this.topics.get(name)
     if (existing !== undefined) {
       if (existing.contract !== contract) throw new FRT_ERR_TOPIC_CONTRACT(name)
@@ -176,8 +188,16 @@ export class Hub implements Realtime {
     this.subscriptions--
     if (subscribers.size === 0) {
       (groups as Map<Encoder<unknown>, Set<Subscriber<unknown>>>).delete(encoder as Encoder<unknown>)
-      if ((groups as Map<Encoder<unknown>, Set<Subscriber<unknown>>>).size === 0) this.routes.delete(topic)
+      if ((groups as Map<Encoder<unknown>, Set<Subscriber<unknown>>>).size === 0) {
+        this.routes.delete(topic)
+        if (this.topics.get(topic)?.pinned === false) this.topics.delete(topic)
+      }
     }
+  }
+
+  /** True while the hub holds a topic of this name (asked for by the app, or held by a subscriber). */
+  hasTopic (name: string): boolean {
+    return this.topics.has(name)
   }
 
   /** How many local subscribers a topic has (all transports). */

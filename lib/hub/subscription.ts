@@ -1,6 +1,6 @@
 import type { BrokerEvent } from '../brokers/broker.js'
 import { channels, type ConnectionInfo } from '../diagnostics.js'
-import { compareEventIds, parseEventId, type EventIdParts } from '../protocol/event-id.js'
+import { compareEventIds, newerEventId, parseEventId, type EventIdParts } from '../protocol/event-id.js'
 import type { Encoder, Hub, Subscriber } from './hub.js'
 
 /** What a subscription writes to: an SSE stream or a WebSocket connection. @internal */
@@ -24,9 +24,18 @@ export interface Sink {
 }
 
 /**
+ * Called once, when the subscription goes live: after the replay (or the reset), before any live
+ * event, in the same synchronous step. `position` is the newest id of the log when it went live,
+ * never older than an event it wrote (undefined when the broker reports no position); `resumed`
+ * is true when it replayed from `after`.
+ */
+export type OnLive = (position: string | undefined, resumed: boolean) => void
+
+/**
  * One subscription of a sink to a set of topics, resumed after an event id: registered with the hub
- * first (live events are buffered), then the history is replayed with backpressure, then what
- * arrived meanwhile is written, never twice, and delivery goes live. One algorithm for both transports.
+ * first (live events are buffered), then the broker's position is read and the history replayed with
+ * backpressure, then what arrived meanwhile is written, never twice, and delivery goes live. One
+ * algorithm for both transports.
  * @internal
  */
 export class Subscription implements Subscriber<Buffer> {
@@ -36,9 +45,14 @@ export class Subscription implements Subscriber<Buffer> {
   private readonly encode: Encoder<Buffer>
   private buffered: BrokerEvent[] | undefined = []
   private bufferedBytes = 0
-  // Events at or before the last replayed id were written by the replay: drop them until one passes
-  // (a tail reader that lags, as with Redis, can deliver them again after the switch to live).
+  // Events at or before this id were written, or precede the subscription: drop them until one
+  // passes (a tail reader that lags, as with Redis, can deliver them after the switch to live).
   private floor: EventIdParts | undefined
+  /** The id of the last event written (replayed or live), in id order. */
+  lastWritten: string | undefined
+  /** The position reported when the subscription went live. */
+  private livePosition: string | undefined
+  private started: Promise<void> | undefined
 
   constructor (hub: Hub, sink: Sink, topics: string[], encode: Encoder<Buffer>) {
     this.hub = hub
@@ -47,33 +61,70 @@ export class Subscription implements Subscriber<Buffer> {
     this.encode = encode
   }
 
+  /** True once the replay is over and events are delivered as they come. */
+  get live (): boolean {
+    return this.buffered === undefined
+  }
+
+  /** Where a client of this subscription stands now: its position, or the last event written since (undefined without a position). */
+  get position (): string | undefined {
+    return this.livePosition === undefined ? undefined : newerEventId(this.livePosition, this.lastWritten)
+  }
+
+  /** Resolves once the subscription is live, or has ended without going live. */
+  get ready (): Promise<void> {
+    return this.started ?? Promise.resolve()
+  }
+
   /** Subscribes, replays after `after` (none when undefined), then goes live. Never rejects. */
-  async start (after: string | undefined): Promise<void> {
-    for (const topic of this.topics) this.hub.add(topic, this.encode, this)
-    if (after === undefined) return this.goLive(undefined)
-    let history: BrokerEvent[] | null
+  start (after: string | undefined, onLive?: OnLive): Promise<void> {
+    // Kept only while it runs (run() always awaits the broker first): a live subscription holds no promise.
+    this.started = this.run(after, onLive)
+    return this.started
+  }
+
+  private async run (after: string | undefined, onLive: OnLive | undefined): Promise<void> {
     try {
-      history = await this.hub.broker.history(after, new Set(this.topics))
+      await this.replay(after, onLive)
+    } finally {
+      this.started = undefined
+    }
+  }
+
+  private async replay (after: string | undefined, onLive: OnLive | undefined): Promise<void> {
+    for (const topic of this.topics) this.hub.add(topic, this.encode, this)
+    const broker = this.hub.broker
+    let position: string | undefined
+    let history: BrokerEvent[] | null | undefined
+    try {
+      // Read before anything can be published: an event published after subscribe() is after the
+      // position. The history is read after it, so it holds every event up to the position.
+      position = await broker.position?.()
+      if (after !== undefined) history = await broker.history(after, new Set(this.topics))
     } catch (err) {
       return this.sink.historyFailed(err)
     }
     if (!this.sink.isOpen) return
+    // A custom broker's position that is no event id is no position.
+    if (parseEventId(position) === undefined) position = undefined
     if (history === null) {
       this.hub.counters.resets++
       this.announce(false, 0)
       this.sink.reset(this.topics)
-      return this.goLive(undefined)
+    } else if (history !== undefined) {
+      this.hub.counters.resumed++
+      this.announce(true, history.length)
+      for (const event of history) {
+        this.sink.write(this.encode(event))
+        this.lastWritten = event.id
+        if (this.sink.congested) await this.sink.drained()
+        if (!this.sink.isOpen) return
+      }
     }
-    this.hub.counters.resumed++
-    this.announce(true, history.length)
-    for (const event of history) {
-      this.sink.write(this.encode(event))
-      if (this.sink.congested) await this.sink.drained()
-      if (!this.sink.isOpen) return
-    }
-    // The client has everything up to `after` and the replay: a live feed that lags behind (another
-    // instance's reader) may still bring those, and none may go out twice.
-    this.goLive(history.at(-1)?.id ?? after)
+    // After a replay, the client has everything up to `after` and the replay; otherwise nothing up
+    // to the position is due: events it lists are older than the subscription.
+    const resumed = history !== null && history !== undefined
+    this.goLive(resumed ? this.lastWritten ?? after : position, position, resumed, onLive)
   }
 
   private announce (resumed: boolean, replayed: number): void {
@@ -99,14 +150,24 @@ export class Subscription implements Subscriber<Buffer> {
       this.floor = undefined
     }
     this.sink.write(frame)
+    this.lastWritten = event.id
   }
 
-  /** Ends the replay: writes what arrived meanwhile (none twice, none at or before `floor`), then delivers live. */
-  private goLive (floor: string | undefined): void {
+  /**
+   * Ends the replay: writes what arrived meanwhile after `floor` (none twice), reports the position,
+   * then delivers live, dropping what a lagging feed still brings up to that position.
+   */
+  private goLive (floor: string | undefined, position: string | undefined, resumed: boolean, onLive: OnLive | undefined): void {
     const buffered = this.buffered as BrokerEvent[]
     this.buffered = undefined
-    this.floor = floor === undefined ? undefined : parseEventId(floor)
+    this.floor = parseEventId(floor)
     for (const event of buffered) this.deliver(this.encode(event), event)
+    this.livePosition = position
+    const now = this.position
+    const parsed = parseEventId(now)
+    // Nothing at or before the position is due any more (see run()).
+    if (parsed !== undefined && (this.floor === undefined || compareEventIds(parsed, this.floor) > 0)) this.floor = parsed
+    onLive?.(now, resumed)
   }
 
   private passesFloor (event: BrokerEvent): boolean {

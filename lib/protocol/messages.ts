@@ -1,6 +1,6 @@
 // The WebSocket messages of fastify-realtime: JSON text, UTF-8, one message per frame.
 //   client -> server  {"type":"say","id":"c1","data":{...}}
-//   server -> client  {"type":"event",...} {"type":"reply",...} {"type":"error",...} {"type":"reset",...}
+//   server -> client  {"type":"hello",...} {"type":"event",...} {"type":"reply",...} {"type":"error",...} {"type":"reset",...}
 // Builders take data already serialized as JSON text, so a payload is stringified once.
 
 /** A message id: echoed on its reply or error, with the same JSON type. */
@@ -20,11 +20,15 @@ export const ErrorCode = Object.freeze({
   Validation: 'VALIDATION',
   /** The handler failed; its own message stays on the server unless the error is public. */
   HandlerError: 'HANDLER_ERROR',
-  RateLimited: 'RATE_LIMITED'
+  RateLimited: 'RATE_LIMITED',
+  /** A `realtime.subscribe` to a topic the route does not declare, or that `authorize` refused (the same answer). */
+  Forbidden: 'FORBIDDEN',
+  /** A `realtime.subscribe` past the route's `maxSubscriptions`. */
+  TooManySubscriptions: 'TOO_MANY_SUBSCRIPTIONS'
 } as const)
 
 /** Codes of error messages. The first four count as bad messages. */
-export type WsErrorCode = 'BAD_JSON' | 'BAD_FRAME' | 'UNKNOWN_TYPE' | 'VALIDATION' | 'HANDLER_ERROR' | 'RATE_LIMITED' | (string & {})
+export type WsErrorCode = typeof ErrorCode[keyof typeof ErrorCode] | (string & {})
 
 /** The first failure of a validation: a JSON pointer and what was wrong there. */
 export interface ValidationDetail {
@@ -65,4 +69,56 @@ export function topicEventMessage (topic: string, id: string, event: string, dat
 /** Tells the client that a subscription to `topic` could not resume from its `after`. */
 export function resetMessage (topic: string): string {
   return `{"type":"reset","topic":${JSON.stringify(topic)}}`
+}
+
+/**
+ * The first message to a client that negotiated `realtime.v1`: what it needs to pace itself and
+ * refresh its token in time.
+ */
+export interface HelloData {
+  /** The connection's id (`conn.id`). */
+  connectionId: string
+  /** The server's ping interval, ms (0: no pings). */
+  heartbeatMs: number
+  /** The largest message the server accepts, in bytes. */
+  maxPayload: number
+  /** Epoch ms at which the connection closes with 4401, or null. */
+  expiresAt: number | null
+}
+
+/** The `hello` message. */
+export function helloMessage (hello: HelloData): string {
+  const { connectionId, heartbeatMs, maxPayload, expiresAt } = hello
+  return `{"type":"hello","data":${JSON.stringify({ connectionId, heartbeatMs, maxPayload, expiresAt })}}`
+}
+
+/** The data of `realtime.subscribe`. */
+export interface SubscribeData {
+  topic: string
+  /** The id of the last event the client has of the topic (or the last position it was told). */
+  after?: string
+}
+
+/** The data of `realtime.unsubscribe`. */
+export interface UnsubscribeData {
+  topic: string
+}
+
+/** The reply to `realtime.subscribe`, sent after the replay (or the reset) and before any live event. */
+export interface SubscribedData {
+  topic: string
+  /**
+   * The newest id of the log when the subscription went live (never older than an event already
+   * sent of the topic): the client's resume point until an event arrives. Absent when the broker
+   * reports no position and nothing was replayed.
+   */
+  position?: string
+  /** True when the replay continued from `after`; false without `after`, or after a reset. */
+  resumed: boolean
+}
+
+/** The reply to `realtime.subscribe`. */
+export function subscribedReply (id: MessageId, subscribed: SubscribedData): string {
+  const { topic, position, resumed } = subscribed
+  return replyMessage(id, JSON.stringify({ topic, position, resumed }))
 }

@@ -14,7 +14,9 @@ import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import { chunkedSocketOf, requestSignalController } from '../internals.js'
 import { heartbeatOption, maxBufferedBytesOption, retryOption } from '../options.js'
 import { CloseCode } from '../protocol/close-codes.js'
+import { newerEventId } from '../protocol/event-id.js'
 import { ReservedEvent } from '../protocol/names.js'
+import { POSITION_EVENT_DATA, resetEventData } from '../protocol/reserved-events.js'
 import { channels, type ConnectionInfo } from '../diagnostics.js'
 import { kStreamOwner } from '../symbols.js'
 import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
@@ -100,7 +102,6 @@ export interface SseHost {
   closing: boolean
 }
 
-const RESET_FRAME = frameEvent(ReservedEvent.Reset, '{}')
 const HEARTBEAT_CHUNK = chunk(':\n\n')
 const SOURCE_ERROR_MESSAGE = 'The event source failed.'
 const SOURCE_YIELD_EVERY = 64
@@ -230,7 +231,18 @@ export class SseStreamImpl implements Sink, Corkable {
     const subscription = new Subscription(this.host.hub, this, names, encodeSseEvent)
     const current = this.subscriptions
     this.subscriptions = current === undefined ? subscription : [...(Array.isArray(current) ? current : [current]), subscription]
-    return subscription.start(this.lastEventId)
+    return subscription.start(this.lastEventId, (position) => this.positioned(position))
+  }
+
+  /**
+   * A subscription went live: its position goes out as the stream's last event id, so a client that
+   * has had no event of its topics yet still resumes from there. Never older than an event that
+   * another subscription of this stream wrote already, which the client would then get twice.
+   */
+  private positioned (position: string | undefined): void {
+    const subscriptions = this.subscriptions
+    if (Array.isArray(subscriptions)) for (const subscription of subscriptions) position = newerEventId(position, subscription.lastWritten)
+    if (position !== undefined) this.writeText(frameEvent(ReservedEvent.Position, POSITION_EVENT_DATA, position))
   }
 
   close (): void {
@@ -398,8 +410,8 @@ export class SseStreamImpl implements Sink, Corkable {
   }
 
   /** @internal */
-  reset (): void {
-    this.writeText(RESET_FRAME)
+  reset (topics: string[]): void {
+    this.writeText(frameEvent(ReservedEvent.Reset, resetEventData(topics)))
   }
 
   /** Resume cannot be answered now; closing lets the client come back with the same Last-Event-ID. @internal */

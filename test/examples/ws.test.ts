@@ -6,6 +6,7 @@ import WebSocket from 'ws'
 import { build as buildChat } from '../../examples/chat.js'
 import { build as buildEcho, WELCOME } from '../../examples/echo-secure.js'
 import { connectWS, injectSSE, type ConnectWSOptions, type ConnectedWS } from '../../lib/testing/index.js'
+import { nextPosition } from '../helpers/index.js'
 
 type App = Parameters<typeof connectWS>[0]
 
@@ -316,6 +317,7 @@ t.test('chat: the SSE view of a room sees the same events, with the same ids, an
   t.equal(view.statusCode, 200)
   t.equal(view.headers['content-type'], 'text/event-stream; charset=utf-8')
   t.same(await view.next(), { event: 'message', data: JSON.stringify(message.data), id: said.id }, 'replayed: the WebSocket event, as SSE')
+  t.equal(await nextPosition(view), said.id, 'then the position')
   const live = await ann.request('say', { room: 'lobby', text: 'live' }) as { id: string }
   t.same(await view.next(), { event: 'message', data: JSON.stringify((await ann.nextEvent('message')).data), id: live.id }, 'live')
   await view.close()
@@ -323,6 +325,7 @@ t.test('chat: the SSE view of a room sees the same events, with the same ids, an
   const missed = await ann.request('say', { room: 'lobby', text: 'while the view was away' }) as { id: string }
   const resumed = await injectSSE(app, { url: '/chat/rooms/lobby/events', lastEventId: view.lastEventId })
   t.match(await resumed.next(), { event: 'message', id: missed.id }, 'resumed after the Last-Event-ID, no gap')
+  t.equal(await nextPosition(resumed), missed.id)
   await resumed.close()
 })
 

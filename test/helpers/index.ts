@@ -56,7 +56,10 @@ export function captureLogs (): { stream: { write: (line: string) => void }, lin
 export interface RealClient {
   response: http.IncomingMessage
   raw: string
+  /** Every event but `realtime.position`, whose ids are in `positions`. */
   events: EventSourceMessage[]
+  /** The ids of the `realtime.position` events, in order. */
+  positions: string[]
   /** Resolves once `count` events have arrived in total. */
   waitFor (count: number): Promise<EventSourceMessage[]>
   /** Resolves when the server ends the response or the socket closes. */
@@ -68,10 +71,15 @@ export function connect (url: string, headers: http.OutgoingHttpHeaders = {}): P
   return new Promise((resolve, reject) => {
     const request = http.get(url, { headers: { accept: 'text/event-stream', ...headers } }, (response) => {
       const events: EventSourceMessage[] = []
+      const positions: string[] = []
       const waiters: Array<{ count: number, resolve: (events: EventSourceMessage[]) => void, reject: (err: Error) => void }> = []
       let done = false
       const parser = createParser({
         onEvent (event) {
+          if (event.event === 'realtime.position') {
+            positions.push(event.id as string)
+            return
+          }
           events.push(event)
           for (const waiter of [...waiters]) {
             if (events.length >= waiter.count) {
@@ -85,6 +93,7 @@ export function connect (url: string, headers: http.OutgoingHttpHeaders = {}): P
         response,
         raw: '',
         events,
+        positions,
         waitFor (count) {
           if (events.length >= count) return Promise.resolve(events.slice(0, count))
           if (done) return Promise.reject(new Error(`stream ended after ${events.length} events, waiting for ${count}`))
@@ -145,6 +154,7 @@ export function slowHistoryBroker (): Broker & { release: () => void, asked: Pro
   return {
     publish: (topic, event, data) => inner.publish(topic, event, data),
     listen: (listener) => inner.listen(listener),
+    position: () => inner.position(),
     async history (after, topics) {
       const events = await inner.history(after, topics)
       asked.resolve()
@@ -155,4 +165,19 @@ export function slowHistoryBroker (): Broker & { release: () => void, asked: Pro
     release: () => gate.resolve(),
     asked: asked.promise
   }
+}
+
+/** An event as the test helpers parse it. */
+interface ParsedSseEvent { event: string, data: string, id: string | undefined }
+
+/**
+ * Reads the next event of an injected SSE stream, which must be the `realtime.position` a
+ * subscription writes once live; returns its id.
+ */
+export async function nextPosition (sse: { next: () => Promise<ParsedSseEvent> }): Promise<string> {
+  const event = await sse.next()
+  if (event.event !== 'realtime.position' || event.data !== '{}' || event.id === undefined) {
+    throw new Error(`expected a realtime.position event, got ${JSON.stringify(event)}`)
+  }
+  return event.id
 }

@@ -9,9 +9,9 @@ import { build, listen, recordEscapes } from '../helpers/index.js'
 import { buildWs, openWS, sleep, within } from '../helpers/ws.js'
 
 // Resume points from the client, fuzzed: `Last-Event-ID` (and `?lastEventId=`) on SSE, `after` on
-// WebSocket. Any string either resumes (it is an id the broker issued that is still in its
-// history: exactly the topic's events after it are replayed) or gives one reset per subscribe();
-// then the stream goes live. Nothing throws; nothing is replayed twice.
+// WebSocket. Any string either resumes (an id the broker issued, every event after which is still
+// in its history: exactly the topic's events after it are replayed) or gives one reset per
+// subscribe(); then the stream goes live. Nothing throws; nothing is replayed twice.
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
 const escaped = recordEscapes(t)
@@ -69,8 +69,9 @@ interface Log {
 /** The events of `topic` a subscription replays after `after`, or 'reset' when it cannot resume. */
 function replayOf (log: Log, topic: string, after: string): string[] | 'reset' {
   const first = log.ids.length - log.kept
-  const index = log.ids.indexOf(after)
-  if (index < first) return 'reset'
+  // The retained ids resume, so does the newest trimmed one, and the start of the log ('0-0') while nothing was trimmed.
+  const index = after === '0-0' ? -1 : log.ids.indexOf(after)
+  if ((index === -1 && after !== '0-0') || index < first - 1) return 'reset'
   return log.ids.slice(index + 1).filter((_, i) => log.topics[index + 1 + i] === topic)
 }
 
@@ -126,18 +127,26 @@ t.test('property: any Last-Event-ID header resumes exactly the events after an i
       const expected: string[] = []
       for (const topic of ['a', 'b']) {
         const replay = ignored ? [] : replayOf(log, topic, value)
-        if (replay === 'reset') expected.push('reset')
+        if (replay === 'reset') expected.push(`reset ${topic}`)
         else expected.push(...replay)
+        expected.push(`position ${log.ids.at(-1) as string}`)
       }
       const got: string[] = []
       for (;;) {
         const event: SseEvent = await sse.next()
         if (event.event === 'live') break
-        got.push(event.event === 'realtime.reset' ? 'reset' : event.id as string)
-        if (event.event === 'realtime.reset' && (event.data !== '{}' || event.id !== undefined)) throw new Error(`a reset is {} without an id: ${JSON.stringify(event)}`)
+        if (event.event === 'realtime.reset') {
+          const { topics } = JSON.parse(event.data) as { topics: string[] }
+          if (event.id !== undefined || topics.length !== 1) throw new Error(`a reset names its one topic, without an id: ${JSON.stringify(event)}`)
+          got.push(`reset ${topics[0] as string}`)
+        } else if (event.event === 'realtime.position') {
+          got.push(`position ${event.id as string}`)
+        } else {
+          got.push(event.id as string)
+        }
       }
       if (got.join() !== expected.join()) throw new Error(`got ${got.join()}, expected ${expected.join()} for ${JSON.stringify(value)}`)
-      if (expected.includes('reset')) resets++
+      if (expected.some((entry) => entry.startsWith('reset'))) resets++
       else if (!ignored) resumed++
     } finally {
       await sse.close()
@@ -147,7 +156,9 @@ t.test('property: any Last-Event-ID header resumes exactly the events after an i
   t.ok(resets > 20, `${resets} reset`)
   // And the streams are live: one more subscriber with an arbitrary id gets the next event.
   const sse = await injectSSE(app, { url: '/both', lastEventId: '\0garbage' })
-  t.same([(await sse.next()).event, (await sse.next()).event, (await sse.next()).event], ['realtime.reset', 'realtime.reset', 'live'], 'one reset per subscribe()')
+  const events = []
+  for (let i = 0; i < 5; i++) events.push((await sse.next()).event)
+  t.same(events, ['realtime.reset', 'realtime.position', 'realtime.reset', 'realtime.position', 'live'], 'one reset and one position per subscribe()')
   const id = await a.publish('message', { n: 99 })
   t.same(await sse.next(), { event: 'message', data: '{"n":99}', id }, 'the live event follows')
   await sse.close()

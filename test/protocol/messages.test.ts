@@ -2,12 +2,16 @@
 import t, { type Test } from 'tap'
 import fc from 'fast-check'
 import {
+  ErrorCode,
   errorMessage,
   eventMessage,
+  helloMessage,
   replyMessage,
   resetMessage,
+  subscribedReply,
   topicEventMessage
 } from '../../lib/protocol/messages.js'
+import { POSITION_EVENT_DATA, resetEventData } from '../../lib/protocol/reserved-events.js'
 
 const RUNS = 500
 
@@ -55,6 +59,31 @@ t.test('messages have exactly the shapes of API.md', async (t) => {
 
   t.test('reset', async (t) => {
     t.strictSame(JSON.parse(resetMessage('lobby')), { type: 'reset', topic: 'lobby' })
+  })
+
+  t.test('hello', async (t) => {
+    const hello = { connectionId: 'c-1', heartbeatMs: 30000, maxPayload: 65536, expiresAt: null }
+    t.equal(helloMessage(hello), '{"type":"hello","data":{"connectionId":"c-1","heartbeatMs":30000,"maxPayload":65536,"expiresAt":null}}')
+    const extra = { ...hello, expiresAt: 1700000000000, secret: 'x' }
+    t.strictSame(JSON.parse(helloMessage(extra)), { type: 'hello', data: { ...hello, expiresAt: 1700000000000 } }, 'exactly the four fields')
+  })
+
+  t.test('the reply to realtime.subscribe', async (t) => {
+    t.strictSame(JSON.parse(subscribedReply(7, { topic: 'room:42', position: '1700000000000-3', resumed: true })),
+      { type: 'reply', id: 7, data: { topic: 'room:42', position: '1700000000000-3', resumed: true } })
+    const noPosition = JSON.parse(subscribedReply('s', { topic: 'lobby', resumed: false }))
+    t.strictSame(noPosition, { type: 'reply', id: 's', data: { topic: 'lobby', resumed: false } })
+    t.notOk('position' in noPosition.data, 'no position key when the broker reports none')
+  })
+
+  t.test('error codes of the reserved messages', async (t) => {
+    t.equal(ErrorCode.Forbidden, 'FORBIDDEN')
+    t.equal(ErrorCode.TooManySubscriptions, 'TOO_MANY_SUBSCRIPTIONS')
+  })
+
+  t.test('SSE reserved events: reset names its topics, position carries {}', async (t) => {
+    t.equal(resetEventData(['lobby', 'room:1']), '{"topics":["lobby","room:1"]}')
+    t.equal(POSITION_EVENT_DATA, '{}')
   })
 
   t.test('strings that need escaping stay inside their field', async (t) => {

@@ -67,7 +67,55 @@ t.test('EventSource gets realtime.reset when the server lost its history', async
   })
   t.teardown(() => source.close())
   const reset = await new Promise<MessageEvent>((resolve) => source.addEventListener('realtime.reset', resolve))
-  t.equal(reset.data, '{}')
+  t.equal(reset.data, '{"topics":["ticks"]}', 'naming the topics of the subscribe() call')
+})
+
+t.test('EventSource resumes from the position of topics that had sent nothing: exactly the events published while away', async (t) => {
+  const app = await build(t, { retry: 20 })
+  const quiet = app.realtime.topic('quiet', { contract: feed })
+  const ticks = app.realtime.topic('ticks', { contract: feed })
+  const other = app.realtime.topic('other', { contract: feed })
+  const streams: SseStream[] = []
+  const seenIds: Array<string | undefined> = []
+  app.get('/e', async (request, reply) => {
+    const stream = reply.sse()
+    streams.push(stream)
+    seenIds.push(stream.lastEventId)
+    await stream.subscribe([quiet, ticks])
+  })
+  const before = await other.publish('tick', { n: -1 }) // the log is not empty: its newest id is the position
+  const url = await listen(app)
+  const source = new EventSource(`${url}/e`)
+  t.teardown(() => source.close())
+  const received: Array<[string, number, string]> = []
+  const positions: string[] = []
+  const waiters: Array<() => void> = []
+  const wake = (): void => { for (const resolve of waiters.splice(0)) resolve() }
+  const until = async (done: () => boolean): Promise<void> => { while (!done()) await new Promise<void>((resolve) => waiters.push(resolve)) }
+  source.addEventListener('tick', (event) => { received.push([event.lastEventId, JSON.parse(event.data).n, 'tick']); wake() })
+  source.addEventListener('realtime.position', (event) => {
+    t.equal(event.data, '{}')
+    positions.push(event.lastEventId)
+    wake()
+  })
+  await until(() => positions.length === 1)
+  t.same(positions, [before], 'the position, before any event of its topics')
+  // The server drops the stream; events of both topics are published while the client is away.
+  streams[0]?.close()
+  const missed = [
+    await quiet.publish('tick', { n: 1 }),
+    await ticks.publish('tick', { n: 2 }),
+    await quiet.publish('tick', { n: 3 })
+  ]
+  await other.publish('tick', { n: 99 }) // not subscribed: never sent
+  await until(() => received.length === 3)
+  t.equal(seenIds[1], before, 'the reconnect sent the position as Last-Event-ID')
+  t.same(received, [[missed[0], 1, 'tick'], [missed[1], 2, 'tick'], [missed[2], 3, 'tick']], 'exactly the events published since, in order')
+  await until(() => positions.length === 2)
+  const live = await quiet.publish('tick', { n: 4 })
+  await until(() => received.length === 4)
+  t.same(received[3], [live, 4, 'tick'], 'then live')
+  t.equal(streams.length, 2, 'one reconnect')
 })
 
 t.test('a 204 answer stops EventSource from reconnecting', async (t) => {

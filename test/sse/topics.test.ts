@@ -2,7 +2,7 @@ import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import { defineContract, memoryBroker, type Broker, type BrokerEvent, type SseStream } from '../../lib/index.js'
 import { injectSSE } from '../../lib/testing/index.js'
-import { build, captureLogs, slowHistoryBroker } from '../helpers/index.js'
+import { build, captureLogs, nextPosition, slowHistoryBroker } from '../helpers/index.js'
 
 const chat = defineContract({
   events: { message: Type.Object({ text: Type.String() }) }
@@ -22,6 +22,7 @@ t.test('a subscription delivers live events with their id, event and JSON data',
     return reply
   })
   const sse = await injectSSE(app, { url: '/e' })
+  t.equal(await nextPosition(sse), '0-0', 'the position of a log with no event yet')
   const id = await lobby.publish('message', { text: 'hi' })
   t.match(id, /^\d+-\d+$/)
   t.same(await sse.next(), { event: 'message', data: '{"text":"hi"}', id })
@@ -35,10 +36,11 @@ t.test('a reconnect with Last-Event-ID replays exactly the missed events of the 
   const other = app.realtime.topic('other', { contract: chat })
   app.get('/e', (request, reply) => { reply.sse().subscribe(lobby) })
   const [first, ...missed] = await publishAll(lobby, ['a', 'b', 'c'])
-  await other.publish('message', { text: 'not mine' })
+  const newest = await other.publish('message', { text: 'not mine' })
   const sse = await injectSSE(app, { url: '/e', lastEventId: first })
   t.same(await sse.next(), { event: 'message', data: '{"text":"b"}', id: missed[0] })
   t.same(await sse.next(), { event: 'message', data: '{"text":"c"}', id: missed[1] })
+  t.equal(await nextPosition(sse), newest, 'then the newest id of the log, of any topic')
   const live = await lobby.publish('message', { text: 'd' })
   t.same(await sse.next(), { event: 'message', data: '{"text":"d"}', id: live })
   await sse.close()
@@ -50,12 +52,13 @@ t.test('resuming from the newest id replays nothing', async (t) => {
   app.get('/e', (request, reply) => { reply.sse().subscribe(lobby) })
   const ids = await publishAll(lobby, ['a', 'b'])
   const sse = await injectSSE(app, { url: '/e', lastEventId: ids[1] })
+  t.equal(await nextPosition(sse), ids[1])
   const live = await lobby.publish('message', { text: 'c' })
   t.same(await sse.next(), { event: 'message', data: '{"text":"c"}', id: live })
   await sse.close()
 })
 
-t.test('an id that cannot be resumed sends one realtime.reset per subscribe() call, then goes live', async (t) => {
+t.test('an id that cannot be resumed sends one realtime.reset per subscribe() call, naming its topics, then a position', async (t) => {
   const app = await build(t, { broker: memoryBroker({ maxLen: 2 }) })
   const a = app.realtime.topic('a', { contract: chat })
   const b = app.realtime.topic('b', { contract: chat })
@@ -65,17 +68,22 @@ t.test('an id that cannot be resumed sends one realtime.reset per subscribe() ca
     await stream.subscribe(b)
   })
   const ids = await publishAll(a, ['1', '2', '3'])
+  let newest = ids[2] as string
   for (const lastEventId of ['garbage', '99999999999999-0', ids[0] as string, '1'.repeat(300)]) {
     const sse = await injectSSE(app, { url: '/e', lastEventId })
     if (lastEventId.length > 256) {
       // Over 256 chars the id is ignored: a fresh subscription, no reset.
+      t.equal(await nextPosition(sse), newest)
+      t.equal(await nextPosition(sse), newest)
       const live = await b.publish('message', { text: 'live' })
       t.same(await sse.next(), { event: 'message', data: '{"text":"live"}', id: live })
     } else {
-      t.same(await sse.next(), { event: 'realtime.reset', data: '{}', id: undefined }, `reset for ${lastEventId}`)
-      t.same(await sse.next(), { event: 'realtime.reset', data: '{}', id: undefined }, 'one per subscribe() call')
-      const live = await a.publish('message', { text: 'live' })
-      t.same(await sse.next(), { event: 'message', data: '{"text":"live"}', id: live })
+      t.same(await sse.next(), { event: 'realtime.reset', data: '{"topics":["a"]}', id: undefined }, `reset for ${lastEventId}`)
+      t.equal(await nextPosition(sse), newest, 'then the position: the client resumes from there')
+      t.same(await sse.next(), { event: 'realtime.reset', data: '{"topics":["b"]}', id: undefined }, 'one per subscribe() call')
+      t.equal(await nextPosition(sse), newest)
+      newest = await a.publish('message', { text: 'live' })
+      t.same(await sse.next(), { event: 'message', data: '{"text":"live"}', id: newest })
     }
     await sse.close()
   }
@@ -96,6 +104,7 @@ t.test('an array of topics replays their events merged in id order', async (t) =
   const got = [await sse.next(), await sse.next(), await sse.next()]
   t.same(got.map((event) => event.id), expected)
   t.same(got.map((event) => JSON.parse(event.data).text), ['b1', 'a1', 'b2'])
+  t.equal(await nextPosition(sse), expected[2])
   const live = await a.publish('message', { text: 'once' })
   t.same(await sse.next(), { event: 'message', data: '{"text":"once"}', id: live }, 'a topic listed twice is delivered once')
   await sse.close()
@@ -115,8 +124,8 @@ t.test('events published during the replay arrive once each, in order: no gap, n
   await subscribed
   const after = await publishAll(lobby, ['a1'])
   const got = []
-  for (let i = 0; i < 5; i++) got.push((await sse.next()).id)
-  t.same(got, [...before, ...during, ...after])
+  for (let i = 0; i < 6; i++) got.push((await sse.next()).id)
+  t.same(got, [...before, ...during, during[1], ...after], 'the position after the events of the replay, never older')
   await sse.close()
   await broker.close()
 })
@@ -241,7 +250,10 @@ t.test('one published event is framed once, whatever the number of streams', asy
   t.teardown(() => { Buffer.byteLength = byteLength })
   await lobby.publish('message', { text: 'once' })
   Buffer.byteLength = byteLength
-  for (const client of clients) t.equal(JSON.parse((await client.next()).data).text, 'once')
+  for (const client of clients) {
+    await nextPosition(client)
+    t.equal(JSON.parse((await client.next()).data).text, 'once')
+  }
   t.equal(framed, 1)
   for (const client of clients) await client.close()
 })
@@ -255,6 +267,7 @@ t.test('a forged id that looks valid but was never issued is a reset, not a part
   for (const forged of [`${ms}-${seq + 1000}`, `${ms - 1}-0`, `0${ids[0]}`, `${ms}-0${seq}`]) {
     const sse = await injectSSE(app, { url: '/e', lastEventId: forged })
     t.equal((await sse.next()).event, 'realtime.reset', forged)
+    t.equal(await nextPosition(sse), ids[1])
     await sse.close()
   }
 })

@@ -106,7 +106,7 @@ t.test('SSE over HTTP/1.0 (no chunked encoding) writes plain frames', async (t) 
   await until(() => text().includes('plain'), 3000, 'the event')
   const body = text().slice(text().indexOf('\r\n\r\n') + 4)
   t.notMatch(text(), /transfer-encoding: chunked/i)
-  t.match(body, /^id: \d+-\d+\nevent: blob\ndata: \{"n":1,"text":"plain"\}\n\n$/, 'the frame with no chunk size around it')
+  t.match(body, /^id: 0-0\nevent: realtime.position\ndata: \{\}\n\nid: \d+-\d+\nevent: blob\ndata: \{"n":1,"text":"plain"\}\n\n$/, 'the frames with no chunk size around them')
   socket.destroy()
 })
 
