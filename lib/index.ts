@@ -2,7 +2,18 @@ export { fastifySse } from './sse/plugin.js'
 export type { FastifySseOptions, ReplySse } from './sse/plugin.js'
 export type { SseStream, SseOptions, SseItem, SendOptions, SendFunction } from './sse/stream.js'
 export { fastifyWs } from './ws/plugin.js'
-export type { FastifyWsOptions, WsRouteOptions, WsHandlers, Authenticate, RateLimitOptions, UpgradeRateLimitOptions, AppWs } from './ws/options.js'
+export type {
+  FastifyWsOptions,
+  WsRouteOptions,
+  WsHandlers,
+  Authenticate,
+  Authorize,
+  TopicAccess,
+  WsTopics,
+  RateLimitOptions,
+  UpgradeRateLimitOptions,
+  AppWs
+} from './ws/options.js'
 export type { Connection, ConnectionSend, ConnectionSubscribeOptions, RealtimeTypes, RealtimeUser } from './ws/connection.js'
 export { bearerToken } from './ws/auth.js'
 export type { OriginPolicy, SseRouteOption, AsyncApiRouteOptions } from './options.js'
@@ -21,7 +32,7 @@ export type {
 } from './diagnostics.js'
 export type { RealtimeStats } from './hub/stats.js'
 export type { AsyncApiDocument, AsyncApiInfo, AsyncApiOptions, AsyncApiServer } from './asyncapi/document.js'
-export type { WsErrorCode, MessageId } from './protocol/messages.js'
+export type { WsErrorCode, MessageId, HelloData, SubscribeData, SubscribedData } from './protocol/messages.js'
 export { defineContract } from './contract.js'
 export type {
   Contract,

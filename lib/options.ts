@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify'
 import type { AsyncApiOptions } from './asyncapi/document.js'
 import { compiledOf, type AnyContract } from './contract.js'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
-import { NAME_PATTERN } from './protocol/names.js'
+import { NAME_PATTERN, RESERVED_PREFIX, isValidName } from './protocol/names.js'
 
 /** A positive integer option, or `fallback` when it is absent. @internal */
 export function positiveInteger (name: string, value: unknown, fallback: number | undefined): number | undefined {
@@ -236,4 +236,65 @@ export function redisClientOption<T> (value: unknown): T | undefined {
     throw new FRT_ERR_INVALID_OPTION('client', 'expected an ioredis instance (Redis or Cluster)')
   }
   return value as T | undefined
+}
+
+/** `maxSubscriptions`: the topics one connection may hold, or `fallback` when absent. @internal */
+export function maxSubscriptionsOption (value: unknown, fallback: number): number {
+  return positiveInteger('maxSubscriptions', value, fallback) as number
+}
+
+/** What a route's `topics` allows for one name or prefix, normalized. @internal */
+export interface TopicRule {
+  readonly contract: AnyContract | undefined
+  readonly authorize: ((conn: any, topic: string, options: { after: string | undefined }) => unknown) | undefined
+}
+
+/** A route's `topics`, normalized: exact names, and prefixes longest first. @internal */
+export interface TopicRules {
+  readonly exact: ReadonlyMap<string, TopicRule>
+  readonly prefixes: ReadonlyArray<{ readonly prefix: string, readonly rule: TopicRule }>
+}
+
+// What may precede the `*` of a prefix key: the start of a valid name ('' matches every name).
+const PREFIX_PATTERN = /^[A-Za-z0-9_.:-]{0,63}$/
+
+/**
+ * `topics` of an `app.ws()` route: `{ [nameOrPrefix]: true | { contract?, authorize? } }`, where a
+ * key ending in `*` matches by prefix; a topic's contract defaults to the route's. Undefined when absent.
+ * @internal
+ */
+export function topicsOption (value: unknown, routeContract: AnyContract | undefined): TopicRules | undefined {
+  if (value === undefined) return undefined
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new FRT_ERR_INVALID_OPTION('topics', 'expected an object such as { lobby: true, "room:*": { authorize } }')
+  }
+  const exact = new Map<string, TopicRule>()
+  const prefixes: Array<{ prefix: string, rule: TopicRule }> = []
+  for (const [key, access] of Object.entries(value)) {
+    const name = `topics[${JSON.stringify(key)}]`
+    const prefix = key.endsWith('*') ? key.slice(0, -1) : undefined
+    if (prefix === undefined ? !isValidName(key) : !PREFIX_PATTERN.test(prefix) || prefix.startsWith(RESERVED_PREFIX)) {
+      throw new FRT_ERR_INVALID_OPTION(name, 'expected a topic name (1 to 64 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-", not starting with "realtime.") or such a prefix followed by "*"')
+    }
+    const rule = topicRule(name, access, routeContract)
+    if (prefix === undefined) exact.set(key, rule)
+    else prefixes.push({ prefix, rule })
+  }
+  prefixes.sort((a, b) => b.prefix.length - a.prefix.length)
+  return Object.freeze({ exact, prefixes: Object.freeze(prefixes) })
+}
+
+function topicRule (name: string, access: unknown, routeContract: AnyContract | undefined): TopicRule {
+  if (access === true) return Object.freeze({ contract: routeContract, authorize: undefined })
+  if (access === null || typeof access !== 'object' || Array.isArray(access)) {
+    throw new FRT_ERR_INVALID_OPTION(name, 'expected true, or { contract?, authorize? }')
+  }
+  const { contract, authorize, ...rest } = access as { contract?: unknown, authorize?: unknown }
+  const unknown = Object.keys(rest)
+  if (unknown.length > 0) throw new FRT_ERR_INVALID_OPTION(name, `unknown key "${unknown[0] as string}": expected true, or { contract?, authorize? }`)
+  if (contract !== undefined) compiledOf(contract, `${name}.contract`)
+  return Object.freeze({
+    contract: contract === undefined ? routeContract : contract as AnyContract,
+    authorize: functionOption<TopicRule['authorize']>(`${name}.authorize`, authorize)
+  })
 }

@@ -6,12 +6,18 @@ import {
   defineContract,
   fastifyWs,
   publicError,
+  memoryBroker,
+  type Authorize,
+  type Broker,
   type FastifyWsOptions,
+  type HelloData,
+  type TopicAccess,
   type UpgradeRateLimitOptions,
   type Connection,
-  type RealtimeUser
+  type RealtimeUser,
+  type WsTopics
 } from 'fastify-realtime'
-import { connectWS, type ConnectedWS, type WsEvent } from 'fastify-realtime/testing'
+import { connectWS, type ConnectedWS, type SubscribedData, type WsEvent } from 'fastify-realtime/testing'
 
 const chat = defineContract({
   events: { message: Type.Object({ user: Type.String(), text: Type.String() }) },
@@ -107,4 +113,49 @@ test('typed topics of any contract can be (un)subscribed anywhere', () => {
 test('upgradeRateLimit takes { upgrades, intervalMs } or false', () => {
   expect<UpgradeRateLimitOptions>().type.toBe<{ upgrades: number, intervalMs: number }>()
   expect<FastifyWsOptions['upgradeRateLimit']>().type.toBe<UpgradeRateLimitOptions | false | undefined>()
+})
+
+test('topics: names or prefixes, each true or { contract?, authorize? } with a typed connection', () => {
+  const feed = defineContract({ events: { tick: Type.Number() } })
+  app.ws('/rooms', {
+    contract: chat,
+    handlers: { say: () => ({ id: '1' }), leave: () => {} },
+    maxSubscriptions: 20,
+    topics: {
+      lobby: true,
+      'feed:*': { contract: feed },
+      'room:*': {
+        authorize (conn, topic, { after }) {
+          expect(conn).type.toBe<Connection<typeof chat>>()
+          expect(topic).type.toBe<string>()
+          expect(after).type.toBe<string | undefined>()
+          return true
+        }
+      },
+      'private:*': { authorize: async (conn) => conn.user !== undefined }
+    }
+  })
+  expect(app.ws).type.not.toBeCallableWith('/t', { topics: { lobby: false } })
+  expect(app.ws).type.not.toBeCallableWith('/t', { topics: { lobby: { authorize: () => 'yes' } } })
+  expect(app.ws).type.not.toBeCallableWith('/t', { topics: { lobby: { contract: { events: 1 } } } })
+  expect(app.ws).type.not.toBeCallableWith('/t', { topics: ['lobby'] })
+  expect(app.ws).type.not.toBeCallableWith('/t', { maxSubscriptions: '20' })
+  expect<FastifyWsOptions['maxSubscriptions']>().type.toBe<number | undefined>()
+  expect<WsTopics<typeof chat>>().type.toBe<Record<string, true | TopicAccess<typeof chat>>>()
+  expect<Authorize<typeof chat>>().type.toBe<(conn: Connection<typeof chat>, topic: string, options: { after: string | undefined }) => boolean | Promise<boolean>>()
+})
+
+test('connectWS drives client subscriptions', async () => {
+  const ws = await connectWS(app, '/rooms')
+  expect(await ws.subscribe('room:1', { after: '1-0' })).type.toBe<SubscribedData>()
+  expect<SubscribedData>().type.toBe<{ topic: string, position?: string, resumed: boolean }>()
+  expect(await ws.unsubscribe('room:1')).type.toBe<void>()
+  expect(await ws.ping()).type.toBe<void>()
+  expect(ws.subscribe).type.not.toBeCallableWith('room:1', { after: 1 })
+})
+
+test('the hello, and brokers with a position', () => {
+  expect<HelloData>().type.toBe<{ connectionId: string, heartbeatMs: number, maxPayload: number, expiresAt: number | null }>()
+  expect(memoryBroker().position()).type.toBe<Promise<string>>()
+  expect<Broker['position']>().type.toBe<(() => Promise<string>) | undefined>()
 })

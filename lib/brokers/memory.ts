@@ -177,6 +177,6 @@ class MemoryBroker implements Broker {
  * An in-process broker: one bounded, ordered log of `<ms>-<seq>` ids, for one Fastify process
  * (or several apps in one process). The default of both plugins.
  */
-export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
+export function memoryBroker (options: MemoryBrokerOptions = {}): Required<Broker> {
   return new MemoryBroker(options)
 }

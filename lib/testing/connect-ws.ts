@@ -3,6 +3,8 @@ import { Duplex } from 'node:stream'
 import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
 import { FRT_ERR_TESTING } from '../errors.js'
+import type { SubscribedData } from '../protocol/messages.js'
+import { ReservedMessage } from '../protocol/names.js'
 import { attachClientSocket } from '../internals.js'
 import { kEarlyClose, kEarlyMessages } from '../symbols.js'
 
@@ -38,6 +40,15 @@ export interface ConnectedWS {
   request (type: string, data?: unknown): Promise<unknown>
   /** Sends `{ type, data }` without an id (no reply). */
   send (type: string, data?: unknown): void
+  /**
+   * Sends `realtime.subscribe` and resolves with its reply `{ topic, position, resumed }`, which
+   * comes after the replay (or the reset); rejects with the error frame's `code` (`FORBIDDEN` ...).
+   */
+  subscribe (topic: string, options?: { after?: string }): Promise<SubscribedData>
+  /** Sends `realtime.unsubscribe`; resolves once answered. */
+  unsubscribe (topic: string): Promise<void>
+  /** Sends `realtime.ping`; resolves once answered. */
+  ping (): Promise<void>
   /** Sends a raw frame, for hostile-input tests. */
   sendRaw (data: string | Buffer, options?: { binary?: boolean }): void
   /** The next event frame (of that event name, when given). */
@@ -145,21 +156,33 @@ export async function connectWS (app: FastifyInstance, url: string, options: Con
     })
   }
 
+  function request (type: string, data?: unknown): Promise<unknown> {
+    const id = `c${++nextId}`
+    return new Promise((resolve, reject) => {
+      if (ended) return reject(new FRT_ERR_TESTING('connectWS: the connection has closed'))
+      const timer = setTimeout(() => {
+        pending.delete(id)
+        reject(new FRT_ERR_TESTING(`connectWS: no answer to "${type}" within ${timeout} ms`))
+      }, timeout)
+      pending.set(id, { resolve, reject, timer })
+      socket.send(JSON.stringify({ type, id, data }))
+    })
+  }
+
   return {
-    request (type, data) {
-      const id = `c${++nextId}`
-      return new Promise((resolve, reject) => {
-        if (ended) return reject(new FRT_ERR_TESTING('connectWS: the connection has closed'))
-        const timer = setTimeout(() => {
-          pending.delete(id)
-          reject(new FRT_ERR_TESTING(`connectWS: no answer to "${type}" within ${timeout} ms`))
-        }, timeout)
-        pending.set(id, { resolve, reject, timer })
-        socket.send(JSON.stringify({ type, id, data }))
-      })
-    },
+    request,
     send (type, data) {
       socket.send(JSON.stringify({ type, data }))
+    },
+    subscribe (topic, subscribeOptions) {
+      const after = subscribeOptions?.after
+      return request(ReservedMessage.Subscribe, after === undefined ? { topic } : { topic, after }) as Promise<SubscribedData>
+    },
+    async unsubscribe (topic) {
+      await request(ReservedMessage.Unsubscribe, { topic })
+    },
+    async ping () {
+      await request(ReservedMessage.Ping)
     },
     sendRaw (data, sendOptions) {
       socket.send(data, { binary: sendOptions?.binary ?? false })

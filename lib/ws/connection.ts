@@ -12,9 +12,10 @@ import {
   type ValidationDetail
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
+import type { TopicRules } from '../options.js'
 import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
 import { corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
-import { Subscription, type Sink } from '../hub/subscription.js'
+import { Subscription, type OnLive, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import type { Authenticated } from './auth.js'
 import { closeCodeOfWsError, tcpSocketOf } from '../internals.js'
@@ -23,16 +24,19 @@ import {
   ErrorCode,
   errorMessage,
   eventMessage,
+  helloMessage,
   replyMessage,
   resetMessage,
   type MessageId,
   type WsErrorCode
 } from '../protocol/messages.js'
+import { ReservedMessage, SUBPROTOCOL } from '../protocol/names.js'
 import { kConnection } from '../symbols.js'
 import type { WsRouteEntry } from '../asyncapi/registry.js'
 import { channels, traceHandler, type ConnectionInfo } from '../diagnostics.js'
 import { encodeWsEvent, framePayload } from './frame.js'
 import { ProtocolError, parseMessage, type InboundMessage } from './inbound.js'
+import { clientSubscribe, clientUnsubscribe } from './topics.js'
 
 /** Augment to type `conn.user`: `declare module 'fastify-realtime' { interface RealtimeTypes { user: { name: string } } }`. */
 export interface RealtimeTypes {}
@@ -89,10 +93,15 @@ export interface WsRouteSettings {
   readonly onOpen: ((conn: Connection<any>) => unknown) | undefined
   readonly onClose: ((conn: Connection<any>, code: number, reason: string) => unknown) | undefined
   readonly maxPayload: number
+  /** The plugin's ping interval (0: off), told to clients in the hello. */
+  readonly heartbeat: number
   readonly rateLimit: { readonly messages: number, readonly intervalMs: number } | false
   readonly maxBufferedBytes: number
   /** The route as the AsyncAPI document and the diagnostics channels know it (its URL pattern). */
   readonly entry: WsRouteEntry
+  /** What clients may subscribe to; undefined: nothing. */
+  readonly topics: TopicRules | undefined
+  readonly maxSubscriptions: number
 }
 
 /** What all connections of one plugin registration share. @internal */
@@ -196,6 +205,10 @@ export class ConnectionImpl implements Sink, Corkable {
     counters.opened++
     if (channels.connectionOpen.hasSubscribers) channels.connectionOpen.publish(this.describe())
     if (this.expiresAt !== undefined) this.scheduleExpiry()
+    // The first message, before anything onOpen sends; clients of the plain wire never get it.
+    if (socket.protocol === SUBPROTOCOL) {
+      this.writeText(helloMessage({ connectionId: this.id, heartbeatMs: route.heartbeat, maxPayload: route.maxPayload, expiresAt: this.expiresAt ?? null }))
+    }
     if (route.onOpen !== undefined) this.open(route.onOpen)
   }
 
@@ -215,21 +228,54 @@ export class ConnectionImpl implements Sink, Corkable {
     const after = options?.after
     if (after !== undefined && typeof after !== 'string') throw new FRT_ERR_INVALID_OPTION('after', 'expected an event id string')
     if (!this.isOpen || this.subscriptionOf(topic.name) !== undefined) return Promise.resolve()
-    const subscription = new Subscription(this.host.hub, this, [topic.name], encodeWsEvent)
-    this.subscriptions = this.subscriptions === undefined ? [subscription] : [...this.subscriptions, subscription]
-    return subscription.start(after)
+    return this.addSubscription(topic.name, after, undefined).ready
   }
 
   unsubscribe (topic: AnyTopic): void {
     if (!isTopic(topic)) throw new FRT_ERR_INVALID_OPTION('topic', 'expected a topic from fastify.realtime.topic()')
     const subscription = this.subscriptionOf(topic.name)
-    if (subscription === undefined) return
+    if (subscription !== undefined) this.removeSubscription(subscription)
+  }
+
+  // ---- for client subscriptions (./topics.ts) ----
+
+  /** The hub the connection's topics live in. @internal */
+  get hub (): Hub {
+    return this.host.hub
+  }
+
+  /** How many topics the connection holds. @internal */
+  get subscriptionCount (): number {
+    return this.subscriptions?.length ?? 0
+  }
+
+  /** The connection's subscription to a topic, if any. @internal */
+  subscriptionOf (name: string): Subscription | undefined {
+    return this.subscriptions?.find((subscription) => subscription.topics[0] === name)
+  }
+
+  /** Subscribes to a topic the connection does not hold, and starts it; the hub holds the topic from now on. @internal */
+  addSubscription (name: string, after: string | undefined, onLive: OnLive | undefined): Subscription {
+    const subscription = new Subscription(this.host.hub, this, [name], encodeWsEvent)
+    this.subscriptions = this.subscriptions === undefined ? [subscription] : [...this.subscriptions, subscription]
+    subscription.start(after, onLive)
+    return subscription
+  }
+
+  /** Ends a subscription of the connection. @internal */
+  removeSubscription (subscription: Subscription): void {
     subscription.stop()
     this.subscriptions = (this.subscriptions as Subscription[]).filter((other) => other !== subscription)
   }
 
-  private subscriptionOf (name: string): Subscription | undefined {
-    return this.subscriptions?.find((subscription) => subscription.topics[0] === name)
+  /** Sends an answer (a reply or an error) to a message. @internal */
+  answer (text: string): void {
+    this.writeText(text)
+  }
+
+  /** A well-formed message: the count of bad messages in a row starts over. @internal */
+  goodMessage (): void {
+    this.badInARow = 0
   }
 
   close (code: number = CloseCode.Normal, reason = ''): void {
@@ -467,6 +513,14 @@ export class ConnectionImpl implements Sink, Corkable {
       return undefined
     }
     if (message instanceof ProtocolError) return this.badMessage(message.id, message.code, message.message)
+    switch (message.type) {
+      case ReservedMessage.Subscribe: return clientSubscribe(this, this.route, message)
+      case ReservedMessage.Unsubscribe: return clientUnsubscribe(this, message)
+      case ReservedMessage.Ping:
+        this.badInARow = 0
+        if (message.id !== undefined) this.writeText(replyMessage(message.id, '{}'))
+        return undefined
+    }
     const handler = this.route.handlers.get(message.type)
     if (handler === undefined) return this.badMessage(message.id, ErrorCode.UnknownType, 'Unknown message type.')
     const failure = (this.route.compiled as CompiledContract).messages.get(message.type)?.check(message.data)
@@ -499,7 +553,8 @@ export class ConnectionImpl implements Sink, Corkable {
     )
   }
 
-  private badMessage (id: MessageId | undefined, code: WsErrorCode, message: string, details?: ValidationDetail[]): undefined {
+  /** Answers a bad message; the 10th in a row closes the connection. @internal */
+  badMessage (id: MessageId | undefined, code: WsErrorCode, message: string, details?: ValidationDetail[]): undefined {
     this.host.hub.counters.invalid++
     if (channels.messageInvalid.hasSubscribers) channels.messageInvalid.publish({ ...this.describe(), code })
     this.writeText(errorMessage(id, code, message, details))

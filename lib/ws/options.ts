@@ -12,9 +12,11 @@ import {
   heartbeatOption,
   maxBufferedBytesOption,
   maxPayloadOption,
+  maxSubscriptionsOption,
   originsOption,
   perMessageDeflateOption,
   rateLimitOption,
+  topicsOption,
   upgradeRateLimitOption,
   type AsyncApiRouteOptions,
   type OriginPolicy,
@@ -29,6 +31,7 @@ const DEFAULT_MAX_PAYLOAD = 64 * 1024
 const DEFAULT_HEARTBEAT = 30000
 const DEFAULT_RATE_LIMIT: RateLimitOptions = Object.freeze({ messages: 100, intervalMs: 1000 })
 const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
+const DEFAULT_MAX_SUBSCRIPTIONS = 100
 
 /** Decides who may open a socket: returns the user, `{ user, expiresAt }`, or null/undefined (401). */
 export type Authenticate = (request: FastifyRequest) => unknown
@@ -78,6 +81,12 @@ export interface FastifyWsOptions {
    */
   maxBufferedBytes?: number
   /**
+   * The most topics one connection may hold; a `realtime.subscribe` past it gets `TOO_MANY_SUBSCRIPTIONS`.
+   * A route may override it.
+   * @default 100
+   */
+  maxSubscriptions?: number
+  /**
    * The broker behind `fastify.realtime`, shared with `fastifySse`.
    * @default memoryBroker()
    */
@@ -88,6 +97,29 @@ export interface FastifyWsOptions {
    */
   asyncapi?: AsyncApiRouteOptions
 }
+
+/**
+ * Decides whether a connection may subscribe to a topic (`after` is the id it resumes from, if any).
+ * May be async. Anything but `true`, a throw or a rejection refuses, with `FORBIDDEN`: the same
+ * answer as for a topic the route does not declare, so names cannot be probed.
+ */
+export type Authorize<C extends AnyContract | undefined = AnyContract | undefined> =
+  (conn: Connection<C>, topic: string, options: { after: string | undefined }) => boolean | Promise<boolean>
+
+/** How clients may subscribe to the topics of one name, or of one prefix. */
+export interface TopicAccess<C extends AnyContract | undefined = AnyContract | undefined> {
+  /** The topic's contract: `app.realtime.topic(name, { contract })`. Default: the route's contract. */
+  contract?: AnyContract
+  /** Runs before each subscription; without it, every client of the route may subscribe. */
+  authorize?: Authorize<C>
+}
+
+/**
+ * The topics clients of a route may subscribe to with `realtime.subscribe`: a topic name, or a
+ * prefix ending in `*` (`'room:*'`), mapped to `true` or to a {@link TopicAccess}. An exact name
+ * wins over a prefix, a longer prefix over a shorter one.
+ */
+export type WsTopics<C extends AnyContract | undefined = AnyContract | undefined> = Record<string, true | TopicAccess<C>>
 
 /** The message handlers of a route: one per message of its contract, typed by it. */
 export type WsHandlers<C extends AnyContract | undefined> = [C] extends [AnyContract]
@@ -114,6 +146,10 @@ export interface WsRouteOptions<C extends AnyContract | undefined = undefined> e
   maxBufferedBytes?: number
   /** Lowers (never raises) the plugin's. */
   maxPayload?: number
+  /** The topics clients may subscribe to (`realtime.subscribe`). None by default: no client subscriptions. */
+  topics?: WsTopics<C>
+  /** Overrides the plugin's. */
+  maxSubscriptions?: number
 }
 
 /** `app.ws`: registers an authenticated, validated WebSocket route. */
@@ -139,6 +175,7 @@ export interface WsSettings {
   readonly upgradeRateLimit: UpgradeRateLimitOptions | false
   readonly maxBufferedBytes: number
   readonly asyncapi: AsyncApiRouteOptions | undefined
+  readonly maxSubscriptions: number
 }
 
 export function settingsOf (options: FastifyWsOptions): WsSettings {
@@ -151,7 +188,8 @@ export function settingsOf (options: FastifyWsOptions): WsSettings {
     rateLimit: rateLimitOption(options.rateLimit, DEFAULT_RATE_LIMIT),
     upgradeRateLimit: upgradeRateLimitOption(options.upgradeRateLimit),
     maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES),
-    asyncapi: asyncapiOption(options.asyncapi)
+    asyncapi: asyncapiOption(options.asyncapi),
+    maxSubscriptions: maxSubscriptionsOption(options.maxSubscriptions, DEFAULT_MAX_SUBSCRIPTIONS)
   })
 }
 
@@ -193,9 +231,12 @@ export function routeSettings (url: string, options: WsRouteOptions<any>, settin
     onOpen: functionOption<WsRouteSettings['onOpen']>('onOpen', options.onOpen),
     onClose: functionOption<WsRouteSettings['onClose']>('onClose', options.onClose),
     maxPayload,
+    heartbeat: settings.heartbeat,
     rateLimit: rateLimitOption(options.rateLimit, settings.rateLimit),
     maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, settings.maxBufferedBytes),
-    entry: routeEntry(url, options, authenticated, maxPayload)
+    entry: routeEntry(url, options, authenticated, maxPayload),
+    topics: topicsOption(options.topics, options.contract),
+    maxSubscriptions: maxSubscriptionsOption(options.maxSubscriptions, settings.maxSubscriptions)
   })
 }
 

@@ -76,7 +76,7 @@ export function registerRoute (instance: FastifyInstance, url: string, options: 
     throw new FRT_ERR_INVALID_OPTION('app.ws() options', 'expected an object such as { contract, handlers, onOpen }')
   }
   const {
-    contract, handlers, onOpen, onClose, authenticate, origins, rateLimit, maxBufferedBytes, maxPayload,
+    contract, handlers, onOpen, onClose, authenticate, origins, rateLimit, maxBufferedBytes, maxPayload, topics, maxSubscriptions,
     ...routeOptions
   } = options
   const auth = authenticate === undefined ? settings.authenticate : authenticate

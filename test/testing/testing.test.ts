@@ -1,6 +1,9 @@
 import t from 'tap'
+import { Type } from '@sinclair/typebox'
+import { defineContract } from '../../lib/index.js'
 import { injectSSE } from '../../lib/testing/index.js'
 import { build } from '../helpers/index.js'
+import { buildWs, openWS } from '../helpers/ws.js'
 
 t.test('injectSSE rejects with FRT_ERR_TESTING when no headers come in time', async (t) => {
   const app = await build(t)
@@ -67,4 +70,21 @@ t.test('connectWS reads a refusal whose head arrives in several pieces', async (
     }
   })
   await t.rejects(connectWS(app, '/teapot'), { code: 'FRT_ERR_TESTING', statusCode: 418 })
+})
+
+t.test('connectWS subscribe(), unsubscribe() and ping() speak the reserved messages', async (t) => {
+  const chat = defineContract({ events: { message: Type.Object({ text: Type.String() }) } })
+  const app = await buildWs(t)
+  app.ws('/rt', { contract: chat, topics: { 'room:*': true } })
+  const ws = await openWS(app, '/rt')
+  const room = app.realtime.topic('room:1', { contract: chat })
+  const first = await room.publish('message', { text: 'a' })
+  const second = await room.publish('message', { text: 'b' })
+  t.same(await ws.subscribe('room:1', { after: first }), { topic: 'room:1', position: second, resumed: true }, 'the reply, after the replay')
+  t.same(await ws.nextEvent(), { event: 'message', data: { text: 'b' }, topic: 'room:1', id: second }, 'the replayed event')
+  t.same(await ws.subscribe('room:2'), { topic: 'room:2', position: second, resumed: false }, 'without after')
+  t.equal(await ws.unsubscribe('room:1'), undefined)
+  t.equal(await ws.ping(), undefined)
+  await t.rejects(ws.subscribe('lobby'), { code: 'FORBIDDEN' })
+  await ws.close()
 })

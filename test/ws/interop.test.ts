@@ -66,10 +66,15 @@ async function client (t: Test, url: string, options: { protocols?: string[], he
     socket.once('open', resolve)
     socket.once('error', reject)
   }), 2000, 'the upgrade')
+  const next = (): Promise<any> => frames.length > 0 ? Promise.resolve(frames.shift()) : within(new Promise((resolve) => waiters.push(resolve)), 2000, 'a frame')
+  // A client of realtime.v1 gets the hello first.
+  const hello = socket.protocol === 'realtime.v1' ? await next() : undefined
+  if (hello !== undefined && hello.type !== 'hello') throw new Error(`expected the hello first, got ${JSON.stringify(hello)}`)
   return {
     socket,
+    hello,
     send: (frame: unknown) => socket.send(typeof frame === 'string' ? frame : JSON.stringify(frame)),
-    next: (): Promise<any> => frames.length > 0 ? Promise.resolve(frames.shift()) : within(new Promise((resolve) => waiters.push(resolve)), 2000, 'a frame'),
+    next,
     closed: () => within(closed, 3000, 'the client\'s close event')
   }
 }

@@ -11,7 +11,7 @@ import {
   type Connection
 } from '../../lib/index.js'
 import { connectWS, injectSSE } from '../../lib/testing/index.js'
-import { captureLogs, recordEscapes, slowHistoryBroker, tick } from '../helpers/index.js'
+import { captureLogs, nextPosition, recordEscapes, slowHistoryBroker, tick } from '../helpers/index.js'
 import {
   Opcode,
   buildWs,
@@ -403,6 +403,7 @@ t.test('one published event reaches SSE streams and WebSocket connections with t
   const ws = await openWS(app, '/feed?topic=1')
   await route.subscribed[0]
   t.equal((app.realtime as any).subscriberCount('lobby'), 2, 'one hub, both transports')
+  t.equal(await nextPosition(sse), '0-0')
   const id = await route.lobby.publish('message', { text: 'both' })
   t.same(await sse.next(), { event: 'message', data: '{"text":"both"}', id })
   t.same(await ws.nextFrame(), { type: 'event', topic: 'lobby', id, event: 'message', data: { text: 'both' } })
