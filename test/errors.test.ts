@@ -2,6 +2,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import * as errors from '../lib/errors.js'
 import { CloseCode, closeAction, type CloseAction } from '../lib/protocol/close-codes.js'
+import { ErrorCode } from '../lib/protocol/messages.js'
 import { clientError, publicError } from '../lib/public-error.js'
 
 const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -40,6 +41,11 @@ t.test('the README errors table lists exactly the exported errors', async (t) =>
   const codes = tableAfter('## Errors').map(([code]) => (code as string).replace(/`/g, ''))
   t.same([...codes].sort(), entries.map(([key]) => key).sort())
   t.equal(new Set(codes).size, codes.length, 'no row twice')
+})
+
+t.test('the README table of error-frame codes lists exactly the codes of ErrorCode', async (t) => {
+  const codes = tableAfter('### Wire format (JSON text frames)').map(([code]) => (code as string).replace(/`/g, ''))
+  t.same(codes, Object.values(ErrorCode), 'one row per code, in order')
 })
 
 t.test('the README close-code table lists every CloseCode, with its name and what a client does', async (t) => {

@@ -100,6 +100,12 @@ export class Subscription implements Subscriber<Buffer> {
       // Read before anything can be published: an event published after subscribe() is after the
       // position. The history is read after it, so it holds every event up to the position.
       position = await broker.position?.()
+    } catch {
+      // Without a position the subscription still goes live (a broker that is away for a while must
+      // not end every new stream): its client resumes from the ids of the events it gets.
+      position = undefined
+    }
+    try {
       if (after !== undefined) history = await broker.history(after, new Set(this.topics))
     } catch (err) {
       return this.sink.historyFailed(err)

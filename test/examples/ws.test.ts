@@ -143,6 +143,7 @@ t.test('echo: over a real wss:// connection, verified against the shipped certif
     socket.once('error', reject)
   })
   t.equal(socket.protocol, 'realtime.v1')
+  t.match(await next(), { type: 'hello' }, 'a realtime.v1 client gets the hello first')
   t.same(await next(), { type: 'event', event: 'welcome', data: { text: WELCOME } })
   socket.send(JSON.stringify({ type: 'echo', id: 7, data: { text: 'hi' } }))
   t.same(await next(), { type: 'reply', id: 7, data: { text: 'Server received: hi' } })

@@ -165,7 +165,9 @@ export function stallEventLoop (ms: number): void {
 
 /** An SSE client over its own socket (no keep-alive agent), parsed by eventsource-parser. */
 export interface SseClient {
+  /** Every event but `realtime.position`, whose ids are in `positions`. */
   events: EventSourceMessage[]
+  positions: string[]
   statusCode: number
   /** True once the response ended with its chunked terminator: a clean end, not a cut. */
   readonly complete: boolean
@@ -180,9 +182,16 @@ export function sseGet (scope: Scope, url: string, headers: http.OutgoingHttpHea
   return new Promise((resolve, reject) => {
     const request = http.get(url, { agent: false, headers: { accept: 'text/event-stream', ...headers } }, (response) => {
       const events: EventSourceMessage[] = []
+      const positions: string[] = []
       let done = false
       const wake: Array<() => void> = []
-      const parser = createParser({ onEvent (event) { events.push(event); for (const waiter of wake.splice(0)) waiter() } })
+      const parser = createParser({
+        onEvent (event) {
+          if (event.event === 'realtime.position') positions.push(event.id as string)
+          else events.push(event)
+          for (const waiter of wake.splice(0)) waiter()
+        }
+      })
       response.setEncoding('utf8')
       response.on('data', (chunk: string) => parser.feed(chunk))
       response.on('error', () => {})
@@ -197,6 +206,7 @@ export function sseGet (scope: Scope, url: string, headers: http.OutgoingHttpHea
       })
       resolve({
         events,
+        positions,
         statusCode: response.statusCode ?? 0,
         get complete () { return response.complete },
         ended,

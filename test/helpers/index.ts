@@ -181,3 +181,11 @@ export async function nextPosition (sse: { next: () => Promise<ParsedSseEvent> }
   }
   return event.id
 }
+
+/** Reads the next event of an injected SSE stream that is not a `realtime.position`. */
+export async function nextTopicEvent (sse: { next: () => Promise<ParsedSseEvent> }): Promise<ParsedSseEvent> {
+  for (;;) {
+    const event = await sse.next()
+    if (event.event !== 'realtime.position') return event
+  }
+}
