@@ -169,7 +169,7 @@ const SSE_SHARED: Record<string, Message> = {
   'sse.realtime.position': {
     name: ReservedEvent.Position,
     title: 'Position',
-    summary: 'The newest id of the log when a subscription went live: the browser resumes from it on its next reconnect.',
+    summary: 'The broker\'s position when a subscription went live (the newest event it had delivered): the browser resumes from it on its next reconnect.',
     contentType: EVENT_STREAM,
     payload: object({ event: constant(ReservedEvent.Position), id: { type: 'string' }, data: object({}, []) }, ['event', 'id', 'data'])
   },

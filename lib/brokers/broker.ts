@@ -30,10 +30,12 @@ export interface Broker {
    */
   history (after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null>
   /**
-   * The newest id of the log now (`0-0`, `LOG_START`, for a log that has had no event yet): a resume
-   * point that `history()` accepts for as long as no event after it has left the history, and a
-   * reset after that, never a gap. Subscriptions report it to clients that have received no event
-   * yet. Optional: without it, subscriptions send no position and resume from event ids only.
+   * Where this broker's listeners stand now: the id of the newest event delivered to them, so that
+   * every event after it is still to be delivered (`0-0`, `LOG_START`, before any event). For a broker
+   * that delivers as it publishes, the newest id of the log. A resume point that `history()` accepts
+   * for as long as no event after it has left the history, and a reset after that, never a gap.
+   * Subscriptions report it to clients that have received no event yet. Optional: without it,
+   * subscriptions send no position and resume from event ids only.
    */
   position? (): Promise<string>
   /** Stops the broker: later publishes reject, listeners receive nothing more. */

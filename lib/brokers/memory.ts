@@ -51,6 +51,8 @@ class MemoryBroker implements Broker {
   // The newest id that has left the log: every event after it is still there, so it still resumes.
   // LOG_START until the first trim; '' once closed (no id matches it).
   private lastTrimmed = LOG_START
+  // The id of the last event given to the listeners: the position.
+  private delivered = LOG_START
   private readonly listeners = new Set<BrokerListener>()
   private closed = false
   // Events published while a dispatch runs (a listener that publishes) wait here, so order holds.
@@ -87,7 +89,7 @@ class MemoryBroker implements Broker {
 
   position (): Promise<string> {
     if (this.closed) return Promise.reject(new FRT_ERR_BROKER_UNAVAILABLE('the memory broker is closed'))
-    return Promise.resolve(this.lastSeq === -1 ? LOG_START : `${this.lastMs}-${this.lastSeq}`)
+    return Promise.resolve(this.delivered)
   }
 
   history (after: string, topics: ReadonlySet<string>): Promise<BrokerEvent[] | null> {
@@ -131,6 +133,7 @@ class MemoryBroker implements Broker {
           // A listener must not throw; if one does, the others still get the event and order holds.
           try { listener(next) } catch {}
         }
+        this.delivered = next.id
         next = this.pending.shift()
       }
     } finally {

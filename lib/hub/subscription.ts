@@ -25,7 +25,7 @@ export interface Sink {
 
 /**
  * Called once, when the subscription goes live: after the replay (or the reset), before any live
- * event, in the same synchronous step. `position` is the newest id of the log when it went live,
+ * event, in the same synchronous step. `position` is the broker's position when it went live,
  * never older than an event it wrote (undefined when the broker reports no position); `resumed`
  * is true when it replayed from `after`.
  */
@@ -97,8 +97,9 @@ export class Subscription implements Subscriber<Buffer> {
     let position: string | undefined
     let history: BrokerEvent[] | null | undefined
     try {
-      // Read before anything can be published: an event published after subscribe() is after the
-      // position. The history is read after it, so it holds every event up to the position.
+      // Asked for once registered, before anything else runs: every event the hub delivers from now
+      // on is after the position (the broker's listeners stand there). The history is read after
+      // it, so it holds every event up to the position.
       position = await broker.position?.()
     } catch {
       // Without a position the subscription still goes live (a broker that is away for a while must

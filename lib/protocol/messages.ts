@@ -108,9 +108,9 @@ export interface UnsubscribeData {
 export interface SubscribedData {
   topic: string
   /**
-   * The newest id of the log when the subscription went live (never older than an event already
+   * The broker's position when the subscription went live (never older than an event already
    * sent of the topic): the client's resume point until an event arrives. Absent when the broker
-   * reports no position and nothing was replayed.
+   * reports no position.
    */
   position?: string
   /** True when the replay continued from `after`; false without `after`, or after a reset. */

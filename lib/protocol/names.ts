@@ -19,7 +19,7 @@ export const ReservedEvent = Object.freeze({
   Reset: 'realtime.reset',
   /** The stream's source or handler failed; the stream ends after it. */
   Error: 'realtime.error',
-  /** The newest id of the log when a subscription went live: a resume point before any event. */
+  /** The broker's position when a subscription went live: a resume point before any event. */
   Position: 'realtime.position'
 } as const)
 

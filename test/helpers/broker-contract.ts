@@ -328,9 +328,11 @@ export function brokerContract (t: Test, name: string, makeBroker: MakeBroker, c
     t.test('maxAgeMs: an id resumes until an event after it is older than maxAgeMs, however old the id itself', async (t) => {
       const maxAgeMs = 300
       const broker = await open(t, { maxAgeMs })
+      const listener = listen(broker)
       const topics = new Set(['a'])
       const start = await position(broker)
       const old = await broker.publish('a', 'e', 'old')
+      await listener.waitFor(1)
       await sleepPast(msOf(old) + maxAgeMs + 50)
       t.same(await broker.history(old, topics), [], 'older than maxAgeMs, with nothing after it: resumes')
       t.equal(await position(broker), old, 'and is still the position')
@@ -356,25 +358,51 @@ export function brokerContract (t: Test, name: string, makeBroker: MakeBroker, c
       t.same(ids(await broker.history(start, new Set(['a', 'b']))), published)
     })
 
-    t.test('position() is the newest id of the log, and history() resumes exactly the events after it', async (t) => {
+    t.test('position() is the newest id delivered to the listeners, and history() resumes exactly the events after it', async (t) => {
       const broker = await open(t)
+      const listener = listen(broker)
       await broker.publish('a', 'e', '1')
       const newest = await broker.publish('b', 'e', '2')
+      await listener.waitFor(2)
       const at = await position(broker)
-      t.equal(at, newest, 'the id of the last publish')
+      t.equal(at, newest, 'the id of the last event delivered')
       t.same(await broker.history(at, new Set(['a', 'b'])), [], 'nothing after it yet')
       const later = [await broker.publish('a', 'e', '3'), await broker.publish('b', 'e', '4')]
       t.same(ids(await broker.history(at, new Set(['a', 'b']))), later)
       t.same(ids(await broker.history(at, new Set(['b']))), [later[1]])
-      t.equal(await position(broker), later[1], 'moves with the log')
+      await listener.waitFor(4)
+      t.equal(await position(broker), later[1], 'moves with the deliveries')
+    })
+
+    t.test('position() is never ahead of the listeners: every event after it is still to be delivered', async (t) => {
+      const broker = await open(t)
+      const listener = listen(broker)
+      const published: string[] = []
+      const positions: Array<{ at: string, delivered: number }> = []
+      // Positions read while events are being published and delivered: whatever the lag.
+      for (let i = 0; i < 60; i++) {
+        published.push(await broker.publish(i % 2 === 0 ? 'a' : 'b', 'e', String(i)))
+        const delivered = listener.events.length
+        positions.push({ at: await position(broker), delivered })
+      }
+      await listener.waitFor(published.length)
+      for (const { at, delivered } of positions) {
+        const after = ids(await broker.history(at, new Set(['a', 'b']))) as string[]
+        // Every event delivered after the position was read is in its history: none would be lost.
+        const deliveredLater = ids(listener.events.slice(listener.events.findIndex((event) => event.id === at) + 1)) as string[]
+        t.same(after, deliveredLater, `from ${at}`)
+        t.ok(after.length <= published.length - delivered, 'not ahead of what was delivered when it was read')
+      }
     })
 
     t.test('a position resumes for as long as no event after it has left the history; after that it is a reset', async (t) => {
       const maxLen = 10
       const broker = await open(t, { maxLen })
       const topics = new Set(['a'])
+      const listener = listen(broker)
       const start = await position(broker)
       for (let i = 0; i < 500; i++) await broker.publish('a', 'e', String(i))
+      await listener.waitFor(500)
       t.equal(await broker.history(start, topics), null, 'the start of a log that has lost events')
       const at = await position(broker)
       const next: string[] = []
@@ -476,17 +504,18 @@ export function brokerContract (t: Test, name: string, makeBroker: MakeBroker, c
       t.same(ids(await broker.history(fromPeer, new Set(['a']))), [fromBroker], 'the broker resumes an id the peer issued')
     })
 
-    t.test('brokers on one log: the position of one is the newest id of both, and resumes on the other', async (t) => {
+    t.test('brokers on one log: the position of one follows the events of both, and resumes on the other', async (t) => {
       const broker = await open(t)
       const peer = await openPeer(t, broker)
+      const listener = listen(broker)
       const start = await position(peer)
       t.same(await broker.history(start, new Set(['a'])), [], 'the start of the shared log resumes on the other broker')
-      await broker.publish('a', 'e', '0')
+      const first = await broker.publish('a', 'e', '0')
       const newest = await peer.publish('a', 'e', '1')
-      t.equal(await position(broker), newest, 'the peer\'s event is the newest')
-      const later = await peer.publish('a', 'e', '2')
-      t.same(ids(await peer.history(await position(peer), new Set(['a']))), [], 'nothing after the newest')
-      t.same(ids(await broker.history(newest, new Set(['a']))), [later])
+      await listener.waitUntil((events) => events.some((event) => event.id === newest), 'the peer\'s event')
+      t.equal(await position(broker), newest, 'the peer\'s event, once delivered here')
+      t.same(ids(await peer.history(await position(broker), new Set(['a']))), [], 'nothing after it, on the peer too')
+      t.same(ids(await peer.history(start, new Set(['a']))), [first, newest])
     })
   })
 }

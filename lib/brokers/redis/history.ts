@@ -102,11 +102,17 @@ function unavailable (err: unknown): Error {
   return new FRT_ERR_BROKER_UNAVAILABLE((err as Error).message)
 }
 
-/** The newest id ever added to the log (`LOG_START` before any event): a position `readHistory` resumes from. */
-export async function readPosition (connection: Redis, options: HistoryOptions): Promise<string> {
+/**
+ * The id of the newest entry published before `createdAt` (`LOG_START` when there is none): the
+ * position of a reader that has read nothing yet, since it delivers everything published from
+ * `createdAt` on (reader.ts). An id of the log, so `readHistory` resumes from it.
+ */
+export async function readPositionBefore (connection: Redis, options: HistoryOptions, createdAt: number): Promise<string> {
   try {
     await connected(connection, options.commandTimeout)
-    return (await streamState(connection, options.key, options.commandTimeout))?.lastGeneratedId ?? LOG_START
+    // An end id of `<ms>` means `<ms>-<the greatest seq>`.
+    const newest = await withTimeout(connection.xrevrange(options.key, String(createdAt - 1), '-', 'COUNT', 1), options.commandTimeout, 'XREVRANGE') as Entry[]
+    return newest[0]?.[0] ?? LOG_START
   } catch (err) {
     throw unavailable(err)
   }

@@ -23,7 +23,7 @@ import {
 import { clusterConnections } from './cluster.js'
 import { standaloneConnections, type Connections } from './connections.js'
 import { logKey } from './entries.js'
-import { readHistory, readPosition, type HistoryOptions } from './history.js'
+import { readHistory, readPositionBefore, type HistoryOptions } from './history.js'
 import { Publisher } from './publisher.js'
 import { Reader } from './reader.js'
 
@@ -148,9 +148,16 @@ class RedisBroker implements Broker {
     return readHistory(this.writer, this.historyOptions, after, topics)
   }
 
+  /**
+   * Where this instance's listeners stand: the last entry its reader delivered. Not the newest id of
+   * the log, which may be ahead of the reader: what lies between is still to be delivered here, so a
+   * client told that id, that left before those events arrived, would never get them.
+   */
   position (): Promise<string> {
     if (this.closed) return Promise.reject(new FRT_ERR_BROKER_UNAVAILABLE('the Redis broker is closed'))
-    return readPosition(this.writer, this.historyOptions)
+    const read = this.tail.lastRead
+    if (read !== undefined) return Promise.resolve(read)
+    return readPositionBefore(this.writer, this.historyOptions, this.tail.createdAt)
   }
 
   async close (): Promise<void> {

@@ -18,7 +18,10 @@ const MAX_SEQ = '18446744073709551615'
 export class Reader {
   private readonly connection: Redis
   private readonly key: string
-  private readonly createdAt: number
+  /** When the broker was made: nothing published before it is delivered. */
+  readonly createdAt: number
+  /** The id of the last entry read and delivered, once there is one: every later entry is still to come. */
+  lastRead: string | undefined
   private readonly deliver: (event: BrokerEvent) => void
   private readonly read: string[] = []
   private readCount = 0
@@ -65,6 +68,7 @@ export class Reader {
         this.remember(cursor)
         const event = toEvent(undefined, entry)
         if (event !== undefined) this.deliver(event)
+        this.lastRead = cursor
       }
       if (entries.length === 0) cursor = await this.checkCursor(cursor)
     }

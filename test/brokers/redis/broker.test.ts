@@ -56,6 +56,20 @@ if (url === undefined) {
     t.same(await broker.history('1-0', new Set(['lobby'])), null, 'an id never issued does not')
   })
 
+  t.test('a history that needs XINFO, on a connection Redis refuses it to, rejects with FRT_ERR_BROKER_UNAVAILABLE', async (t) => {
+    const user = `frt-no-xinfo-${process.pid}`
+    await admin.call('ACL', 'SETUSER', user, 'on', '>secret', '~*', '&*', '+@all', '-xinfo')
+    t.teardown(() => admin.call('ACL', 'DELUSER', user))
+    const limited = new URL(url)
+    limited.username = user
+    limited.password = 'secret'
+    const broker = redisBroker({ url: limited.href, namespace: namespace() })
+    t.teardown(() => broker.close())
+    const id = await broker.publish('lobby', 'message', '1')
+    t.same((await broker.history(id, new Set(['lobby'])))?.map((event) => event.id), [], 'an id in the log needs no XINFO')
+    await t.rejects(broker.history('0-0', new Set(['lobby'])), { code: 'FRT_ERR_BROKER_UNAVAILABLE', message: /NOPERM/ }, 'the start of the log does')
+  })
+
   t.test('position() and history() of a key that is not a stream reject with FRT_ERR_BROKER_UNAVAILABLE', async (t) => {
     const ns = namespace()
     await admin.set(`frt:{${ns}}:log`, 'not a stream')
