@@ -61,11 +61,6 @@ export class Subscription implements Subscriber<Buffer> {
     this.encode = encode
   }
 
-  /** True once the replay is over and events are delivered as they come. */
-  get live (): boolean {
-    return this.buffered === undefined
-  }
-
   /** Where a client of this subscription stands now: its position, or the last event written since (undefined without a position). */
   get position (): string | undefined {
     return this.livePosition === undefined ? undefined : newerEventId(this.livePosition, this.lastWritten)
