@@ -34,6 +34,24 @@ export default [
     'The hub knows no transport: transports depend on the hub, never the other way.'),
   restrict(['lib/brokers/**'], ['**/hub/*', '**/sse/*', '**/ws/*', '**/transport/*', 'fastify', 'ws'],
     'Brokers know neither the hub nor the transports.'),
+  {
+    files: ['lib/client/**'],
+    rules: {
+      // The client ships alone to browsers: the wire facts of ../protocol/ at run time, TypeBox for types only.
+      '@typescript-eslint/no-restricted-imports': ['error', {
+        patterns: [
+          {
+            regex: '^(?!\\./[^/]+$|\\.\\./protocol/[^/]+$|@sinclair/typebox$)',
+            message: 'lib/client/ imports nothing but ../protocol/: it runs in browsers, with no dependency.'
+          },
+          { regex: '^@sinclair/typebox$', allowTypeImports: true, message: 'lib/client/ takes TypeBox types only: import type.' }
+        ]
+      }],
+      'no-restricted-globals': ['error',
+        { name: 'Buffer', message: 'lib/client/ runs in browsers: use Uint8Array and TextEncoder.' },
+        { name: 'process', message: 'lib/client/ runs in browsers.' }]
+    }
+  },
   restrict(['lib/transport/**'], ['../hub/*', '../sse/*', '../ws/*', '../brokers/*'],
     'lib/transport/ is what both transports do to sockets; it depends on neither.')
 ]

@@ -45,3 +45,15 @@ export function newerEventId (a: string | undefined, b: string | undefined): str
   if (right === undefined) return a
   return compareEventIds(left, right) >= 0 ? a : b
 }
+
+/**
+ * True when an event with id `id` comes after `last` and must be delivered: always when there is no
+ * `last`; by id order when both are event ids; for ids of another form (a custom source's), when
+ * they differ, since their order is unknown.
+ */
+export function isAfter (id: string, last: string | undefined): boolean {
+  if (last === undefined) return true
+  const a = parseEventId(id)
+  const b = parseEventId(last)
+  return a === undefined || b === undefined ? id !== last : compareEventIds(a, b) > 0
+}

@@ -122,3 +122,13 @@ export function subscribedReply (id: MessageId, subscribed: SubscribedData): str
   const { topic, position, resumed } = subscribed
   return replyMessage(id, JSON.stringify({ topic, position, resumed }))
 }
+
+/** The `type` of each message the server sends. */
+export const ServerMessageType = Object.freeze({
+  Event: 'event',
+  Reply: 'reply',
+  Error: 'error',
+  Reset: 'reset',
+  /** The first message to a client that negotiated `realtime.v1`. */
+  Hello: 'hello'
+} as const)
