@@ -113,10 +113,13 @@ class WsClientImpl extends Lifecycle {
       if (match !== null) status = Number(match[1])
     }
     socket.onmessage = (event: { data: unknown }) => this.message(socket, event.data)
-    socket.onclose = (event: { code: number, reason: string }) => {
+    socket.onclose = ({ code, reason }: { code: number, reason: string }) => {
       // Before open a browser shows no status: a refused upgrade and a server that is down both look like 1006.
-      const action = opened ? closeAction(event.code) : status === 401 || status === 403 ? 'rejected' : 'masked'
-      this.lost(socket, action, { code: event.code, reason: event.reason === '' ? undefined : event.reason, status, opened })
+      const action = opened ? closeAction(code) : status === 401 || status === 403 ? 'rejected' : 'masked'
+      const error = action !== 'stop' || code === CloseCode.Normal
+        ? undefined
+        : new RealtimeClientError(code === CloseCode.MessageTooBig ? 'PAYLOAD_TOO_LARGE' : 'CLOSED', `the server closed the connection with ${code} ${reason}`)
+      this.lost(socket, action, { code, reason: reason === '' ? undefined : reason, status, opened, error })
     }
   }
 
@@ -265,7 +268,7 @@ class WsClientImpl extends Lifecycle {
 }
 
 function tooLarge (bytes: number, maxPayload: number): RealtimeClientError {
-  return new RealtimeClientError('PAYLOAD_TOO_LARGE', `the message is ${bytes} bytes, over the server's maxPayload of ${maxPayload}`)
+  return new RealtimeClientError('PAYLOAD_TOO_LARGE', `a message of ${bytes} bytes is over the server's maxPayload (${maxPayload})`)
 }
 
 /**
