@@ -103,7 +103,6 @@ export abstract class Lifecycle {
 
   /** The attempt or the connection ended: reconnects or stops, by the table and `shouldReconnect`. */
   protected end (action: EndAction, info: End): void {
-    if (this.state === 'closed') return
     if (this.openedAt > 0 && Date.now() - this.openedAt >= STABLE_MS) {
       this.renewed = false
       if (this.backoff !== undefined) this.backoff.attempt = 0
@@ -143,7 +142,7 @@ export abstract class Lifecycle {
         delay = Math.max(RATE_LIMITED_MS, backoff())
         break
       case 'wait':
-        delay = Math.max(info.waitMs ?? 0, backoff())
+        delay = Math.max(info.waitMs!, backoff())
         break
       default:
         delay = backoff()

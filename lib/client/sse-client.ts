@@ -92,6 +92,8 @@ class SseClientImpl extends Lifecycle {
 
   /** Drops the attempt when nothing comes for `ms`. */
   private watch (controller: AbortController, ms: number, opened: boolean): void {
+    // A listener may have closed the client, or dropped the stream, meanwhile.
+    if (controller !== this.controller) return
     clearTimeout(this.watchdog)
     this.watchdog = setTimeout(() => this.lost(controller, 'backoff', { opened }), ms)
   }

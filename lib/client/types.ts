@@ -89,7 +89,6 @@ export interface ClientOptions {
 
 /** The parts of a WebSocket the client uses: the browser's, Node's, or `ws`'s. */
 export interface WebSocketLike {
-  readonly protocol: string
   onopen: ((event: any) => void) | null
   onmessage: ((event: any) => void) | null
   onclose: ((event: any) => void) | null

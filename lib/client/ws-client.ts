@@ -102,12 +102,9 @@ class WsClientImpl extends Lifecycle {
     this.socket = socket
     let opened = false
     let status: number | undefined
-    this.connectTimer = setTimeout(() => this.lost(socket, 'backoff', { opened }), this.options.connectTimeoutMs ?? 10000)
-    socket.onopen = () => {
-      opened = true
-      // A server that did not select realtime.v1 sends no hello.
-      if (socket.protocol !== SUBPROTOCOL) this.ready(socket, undefined)
-    }
+    this.connectTimer = setTimeout(() => this.lost('backoff', { opened }), this.options.connectTimeoutMs ?? 10000)
+    // The connection is usable once the server's hello came (the first message of realtime.v1).
+    socket.onopen = () => { opened = true }
     socket.onerror = (event: { message?: unknown }) => {
       const match = REFUSED_UPGRADE.exec(String(event?.message))
       if (match !== null) status = Number(match[1])
@@ -119,7 +116,7 @@ class WsClientImpl extends Lifecycle {
       const error = action !== 'stop' || code === CloseCode.Normal
         ? undefined
         : new RealtimeClientError(code === CloseCode.MessageTooBig ? 'PAYLOAD_TOO_LARGE' : 'CLOSED', `the server closed the connection with ${code} ${reason}`)
-      this.lost(socket, action, { code, reason: reason === '' ? undefined : reason, status, opened, error })
+      this.lost(action, { code, reason: reason === '' ? undefined : reason, status, opened, error })
     }
   }
 
@@ -158,7 +155,7 @@ class WsClientImpl extends Lifecycle {
 
   /** The connection is usable: subscriptions resume first, then what waited goes out. */
   private ready (socket: WebSocketLike, hello: HelloData | undefined): void {
-    if (socket !== this.socket || this.state === 'open') return
+    if (this.state === 'open') return
     clearTimeout(this.connectTimer)
     if (typeof hello?.maxPayload === 'number') this.maxPayload = hello.maxPayload
     for (const subscription of this.subscriptions.values()) this.subscribeOnServer(subscription)
@@ -174,7 +171,7 @@ class WsClientImpl extends Lifecycle {
       this.alive = true
       this.pingTimer = setInterval(() => {
         // Nothing since the last ping, not even its reply: the connection is gone without a close.
-        if (!this.alive) return this.lost(socket, 'backoff', { code: CloseCode.Abnormal, opened: true })
+        if (!this.alive) return this.lost('backoff', { code: CloseCode.Abnormal, opened: true })
         this.alive = false
         socket.send(JSON.stringify({ type: ReservedMessage.Ping, id: ++this.ids }))
       }, interval)
@@ -241,8 +238,7 @@ class WsClientImpl extends Lifecycle {
   }
 
   /** The socket is gone (closed, silent, or never opened in time): it is dropped, then the lifecycle decides. */
-  private lost (socket: WebSocketLike, action: EndAction, info: End): void {
-    if (socket !== this.socket) return
+  private lost (action: EndAction, info: End): void {
     this.drop()
     this.end(action, info)
   }

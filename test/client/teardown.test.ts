@@ -1,12 +1,14 @@
 import { execFile } from 'node:child_process'
 import t from 'tap'
+import { Type } from '@sinclair/typebox'
+import { defineContract } from '../../lib/index.js'
 import { freePort } from '../helpers/index.js'
 import { serve, within } from '../helpers/client.js'
 
 // Runs against dist/: `npm run build` first.
 t.test('close() leaves nothing behind: a process with clients in every state exits by itself', async (t) => {
   const server = await serve(t, (app) => {
-    app.ws('/ws', { handlers: { wait: () => new Promise(() => {}) } })
+    app.ws('/ws', { contract: defineContract({ messages: { wait: Type.Object({}) } }), handlers: { wait: () => new Promise<void>(() => {}) } })
     app.get('/sse', (request, reply) => { reply.sse() })
   })
   const deadPort = await freePort()

@@ -46,7 +46,7 @@ function client (t: Test, server: Served, tokens: (reason: TokenReason) => strin
 
 t.test('the token travels as a bearer.<token> subprotocol next to realtime.v1, never in the URL', async (t) => {
   const server = await authServer(t)
-  const rt = client(t, server, () => 'good')
+  const rt = client(t, server, () => 'good', { pingIntervalMs: undefined })
   t.equal(await rt.request('who', null), 'ann')
   t.same(server.protocols, ['realtime.v1,bearer.good'])
   t.same(server.urls, ['/a'])

@@ -29,9 +29,9 @@ async function chatServer (t: Test, maxPayload = 65536): Promise<Served & { note
       handlers: {
         say: (data) => ({ id: `r-${data.text}` }),
         note: (data, conn) => { notes.push(data.text); conn.send('message', { text: data.text }) },
-        hang: () => new Promise(() => {}),
+        hang: () => new Promise<void>(() => {}),
         fail: () => { throw publicError('NOPE', 'not today') },
-        drop: (data, conn) => { conn.close(4000, 'bye'); return new Promise(() => {}) }
+        drop: (data, conn) => { conn.close(4000, 'bye'); return new Promise<void>(() => {}) }
       }
     })
   })

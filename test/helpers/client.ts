@@ -2,7 +2,7 @@
 // started again on the same port (a deploy), and counters of what the server saw.
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
-import WebSocket from 'ws'
+import WebSocket, { WebSocketServer } from 'ws'
 import { fastifySse, fastifyWs, type Broker, type FastifyWsOptions } from '../../lib/index.js'
 import type { ClientState, StateChange } from '../../lib/client/index.js'
 
@@ -78,4 +78,54 @@ export function states (client: { onState: (listener: (change: StateChange) => v
   changes.names = () => changes.map((change) => change.state)
   client.onState((change) => { changes.push(change) })
   return changes
+}
+
+/** A scripted WebSocket server (a real socket, driven frame by frame), for what a correct server never sends. */
+export interface Peer {
+  url: string
+  /** Every connection so far, newest last, with the messages it received (parsed). */
+  connections: Array<{ socket: WebSocket, received: any[] }>
+  /** Sends `hello` on a connection. */
+  hello: (socket: WebSocket, maxPayload?: number) => void
+}
+
+/**
+ * A `ws` server on a loopback port: `onMessage` gets each parsed message of each connection;
+ * `selectProtocol` false refuses realtime.v1 (a server that sends no hello).
+ */
+export async function peer (
+  t: Test,
+  onConnection: (socket: WebSocket, index: number, peer: Peer) => void,
+  onMessage: (message: any, socket: WebSocket, index: number) => void = () => {},
+  selectProtocol = true
+): Promise<Peer> {
+  const server = new WebSocketServer({
+    port: 0,
+    host: '127.0.0.1',
+    handleProtocols: (protocols) => selectProtocol && protocols.has('realtime.v1') ? 'realtime.v1' : false
+  })
+  await new Promise((resolve) => server.once('listening', resolve))
+  const result: Peer = {
+    url: `ws://127.0.0.1:${(server.address() as { port: number }).port}/`,
+    connections: [],
+    hello (socket, maxPayload = 65536) {
+      socket.send(JSON.stringify({ type: 'hello', data: { connectionId: 'c', heartbeatMs: 0, maxPayload, expiresAt: null } }))
+    }
+  }
+  server.on('connection', (socket) => {
+    const index = result.connections.length
+    const connection = { socket, received: [] as any[] }
+    result.connections.push(connection)
+    socket.on('message', (data) => {
+      const message = JSON.parse(String(data))
+      connection.received.push(message)
+      onMessage(message, socket, index)
+    })
+    onConnection(socket, index, result)
+  })
+  t.teardown(() => new Promise<void>((resolve) => {
+    for (const client of server.clients) client.terminate()
+    server.close(() => resolve())
+  }))
+  return result
 }
