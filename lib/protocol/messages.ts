@@ -10,7 +10,8 @@ export type MessageId = string | number
 export const MAX_ID_LENGTH = 256
 
 /** The codes of error messages the library sends. */
-export const ErrorCode = Object.freeze({
+// Pure: a bundle that does not use it (the client) leaves it out.
+export const ErrorCode = /* @__PURE__ */ Object.freeze({
   /** Not parseable as JSON, or a forbidden key (`__proto__`, `constructor.prototype`). */
   BadJson: 'BAD_JSON',
   /** Valid JSON, but not an object with a string `type`, or a bad `id`. */
