@@ -63,7 +63,8 @@ class WsClientImpl extends Lifecycle {
       }
       const entry: Pending = { resolve: settle(resolve), reject: settle(reject) }
       const abort = (): void => entry.reject(new RealtimeClientError('ABORTED', `the request "${type}" was aborted`))
-      const timer = setTimeout(() => entry.reject(new RealtimeClientError('TIMEOUT', `no reply to "${type}" within ${timeoutMs} ms`)), timeoutMs)
+      // Timers overflow past 2^31 - 1 ms and would fire at once: a longer timeout (Infinity) is that long.
+      const timer = setTimeout(() => entry.reject(new RealtimeClientError('TIMEOUT', `no reply to "${type}" within ${timeoutMs} ms`)), Math.min(timeoutMs, 2 ** 31 - 1))
       signal?.addEventListener('abort', abort)
       this.pending.set(id, entry)
       const refused = this.out({ type, id, data }, id)

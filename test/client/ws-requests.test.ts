@@ -74,8 +74,11 @@ t.test('a request without a reply in time rejects with TIMEOUT; the connection s
   const rt = client(t, server.url, { requestTimeoutMs: 30 })
   t.equal((await rejection(rt.request('hang', null))).code, 'TIMEOUT')
   t.equal((await rejection(rt.request('hang', null, { timeoutMs: 10 }))).code, 'TIMEOUT')
-  t.equal(rt.state, 'open', 'handled in arrival order, the hang holds later messages, not the connection')
-  t.equal(server.seen.upgrades, 1)
+  const forever = rt.request('hang', null, { timeoutMs: Infinity })
+  t.equal((await rejection(rt.request('hang', null, { timeoutMs: 20 }))).code, 'TIMEOUT', 'a later request times out first')
+  rt.close()
+  t.equal((await rejection(forever)).code, 'CLOSED', 'an Infinity timeout never fires')
+  t.equal(server.seen.upgrades, 1, 'handled in arrival order, the hang holds later messages, not the connection')
 })
 
 t.test('an aborted signal rejects with ABORTED, before sending or in flight', async (t) => {
