@@ -1,7 +1,9 @@
 // Each close code produces what the table says, counted by the upgrades the server sees.
 import t, { type Test } from 'tap'
+import { Type } from '@sinclair/typebox'
+import { defineContract } from '../../lib/index.js'
 import { RATE_LIMITED_MS, SOON_MS, SPREAD_MS } from '../../lib/protocol/close-codes.js'
-import { createWsClient, type WsClientOptions } from '../../lib/client/index.js'
+import { createWsClient, type RealtimeClientError, type WsClientOptions } from '../../lib/client/index.js'
 import { freePort, recordEscapes } from '../helpers/index.js'
 import { FAST, NodeWebSocket, serve, states, until, type Served } from '../helpers/client.js'
 
@@ -34,6 +36,22 @@ for (const code of [1011, 4000]) {
     t.equal(server.seen.upgrades, 2)
   })
 }
+
+t.test('1006 after open (the peer vanished without a close frame): back off, reconnect', async (t) => {
+  const server = await serve(t, (app) => {
+    app.ws('/c', {
+      contract: defineContract({ messages: { vanish: Type.Null() } }),
+      handlers: { vanish (data, conn) { conn.request.raw.socket.destroy() } }
+    })
+  })
+  const rt = client(t, server)
+  const changes = states(rt)
+  t.equal((await rt.request('vanish', null).catch((err: RealtimeClientError) => err) as RealtimeClientError).code, 'DISCONNECTED')
+  await until(() => changes.length === 3, 5000, 'reconnected')
+  t.same(changes.names(), ['open', 'reconnecting', 'open'])
+  t.equal(changes[1].code, 1006)
+  t.equal(server.seen.upgrades, 2)
+})
 
 t.test('1008 (slow consumer): reconnect within 1 s', async (t) => {
   const server = await closingServer(t, 1008)
