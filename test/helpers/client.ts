@@ -34,7 +34,8 @@ export interface Served {
 }
 
 export interface ServeOptions {
-  broker?: Broker
+  /** One broker for every app, or a factory: a broker per app (another instance on the same log). */
+  broker?: Broker | (() => Broker)
   ws?: FastifyWsOptions | false
 }
 
@@ -43,9 +44,11 @@ export async function serve (t: Test, setup: (app: FastifyInstance) => void | Pr
   const seen: Seen = { upgrades: 0, requests: 0 }
   async function make (): Promise<FastifyInstance> {
     const app = Fastify({ logger: false })
-    await app.register(fastifySse, { heartbeat: 0, broker: options.broker })
+    const broker = typeof options.broker === 'function' ? options.broker() : options.broker
+    if (broker !== undefined && broker !== options.broker) app.addHook('onClose', () => broker.close())
+    await app.register(fastifySse, { heartbeat: 0, broker })
     if (options.ws !== false) {
-      await app.register(fastifyWs, { heartbeat: 0, broker: options.broker, authenticate: () => ({ name: 'ann' }), ...options.ws })
+      await app.register(fastifyWs, { heartbeat: 0, broker, authenticate: () => ({ name: 'ann' }), ...options.ws })
     }
     app.server.on('upgrade', () => { seen.upgrades++ })
     app.addHook('onRequest', async (request) => { if (request.headers.upgrade === undefined) seen.requests++ })
