@@ -44,6 +44,8 @@ export abstract class Lifecycle {
   private reason: TokenReason = 'connect'
   /** The token was asked for after a refusal or an expiry: one more refusal stops. */
   private renewed = false
+  /** The server refused the last token for sure (not a browser's masked failure): the same one again stops. */
+  private refused = false
   private token: string | undefined
   /** Counts attempts, so a token that arrives after close() or a newer attempt is dropped. */
   private generation = 0
@@ -88,7 +90,7 @@ export abstract class Lifecycle {
       if (generation !== this.generation) return
       if (error !== undefined) return this.end('backoff', { error })
       // The same token again after a refusal would be refused again.
-      if (this.renewed && token === this.token) return this.stop({ error: unauthorized() })
+      if (this.refused && token === this.token) return this.stop({ error: unauthorized() })
       this.token = token
     }
     this.connect(token)
@@ -108,6 +110,7 @@ export abstract class Lifecycle {
       if (this.backoff !== undefined) this.backoff.attempt = 0
     }
     this.openedAt = 0
+    this.refused = false
     const { code, status, reason, opened = false } = info
     let error = info.error
     let next: TokenReason = 'connect'
@@ -124,7 +127,7 @@ export abstract class Lifecycle {
           error = unauthorized()
           break
         }
-        this.renewed = true
+        this.renewed = this.refused = true
         next = action === 'refresh' ? 'expired' : 'rejected'
         delay = 0
         break

@@ -111,6 +111,30 @@ t.test('4401 and the same token again: stop without another attempt', async (t) 
   t.equal(server.seen.upgrades, 1)
 })
 
+t.test('4401, then a server that is down (a deploy): the same, still valid token keeps being offered', async (t) => {
+  const server = await authServer(t)
+  const reasons: TokenReason[] = []
+  let tokens = 0
+  const rt = createWsClient<any>(`${server.url.replace('http', 'ws')}/a`, {
+    WebSocket: NodeWebSocket,
+    backoff: FAST,
+    pingIntervalMs: 0,
+    token: ({ reason }) => {
+      reasons.push(reason)
+      return ++tokens === 1 ? 'short' : 'good'
+    }
+  })
+  t.teardown(() => rt.close())
+  const changes = states(rt)
+  await until(() => changes.length === 2, 5000, 'the expiry')
+  await server.stop()
+  await until(() => changes.filter((change) => change.state === 'reconnecting').length >= 4, 5000, 'attempts while down')
+  await server.restart()
+  await until(() => rt.state === 'open', 5000, 'open again')
+  t.same(reasons.slice(0, 3), ['connect', 'expired', 'rejected'])
+  t.ok(reasons.slice(2).every((reason) => reason === 'rejected' || reason === 'connect'))
+})
+
 t.test('4401 without token(): stop', async (t) => {
   const server = await authServer(t)
   const rt = createWsClient(`${server.url.replace('http', 'ws')}/a`, { WebSocket: NodeWebSocket, pingIntervalMs: 0, backoff: FAST })
