@@ -112,8 +112,8 @@ class SseClientImpl extends Lifecycle {
         this.lastEventId = undefined
         return emit(this.resetListeners, { topics: parse(data)?.topics ?? [] })
       case ReservedEvent.Error: {
-        const { code, message } = parse(data) ?? {}
-        this.failure = new RealtimeClientError(String(code), String(message))
+        const error = parse(data)
+        this.failure = new RealtimeClientError(String(error?.code), String(error?.message))
         return
       }
     }
