@@ -9,8 +9,8 @@ export type MessageId = string | number
 /** The longest string id a message may carry. */
 export const MAX_ID_LENGTH = 256
 
-/** The codes of error messages the library sends. */
 // Pure: a bundle that does not use it (the client) leaves it out.
+/** The codes of error messages the library sends. */
 export const ErrorCode = /* @__PURE__ */ Object.freeze({
   /** Not parseable as JSON, or a forbidden key (`__proto__`, `constructor.prototype`). */
   BadJson: 'BAD_JSON',
