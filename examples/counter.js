@@ -4,9 +4,12 @@
 //   `message` event (what `onmessage` receives) and every few ticks a named `ping` event with JSON.
 //   Each connection counts from 1: nothing is kept, so there is nothing to resume.
 // - GET /ticks/events: the same beat published to the topic `ticks`. Topic events carry ids and
-//   the broker keeps them, so a client that reconnects with Last-Event-ID gets what it missed.
+//   the broker keeps them, so a client that reconnects with Last-Event-ID gets what it missed. The
+//   /ticks page reads it with createSseClient from fastify-realtime/client (served by
+//   ./browser-client.js), which resumes across drops and restarts and shows every tick once.
 //
-// Run:  npm start   (then open http://127.0.0.1:3000/counter and http://127.0.0.1:3000/ticks)
+// Run:  npm start   (then open http://127.0.0.1:3000/counter and http://127.0.0.1:3000/ticks;
+//       stop and start the server while /ticks is open: the page resumes where it was)
 // Poke: curl -N http://127.0.0.1:3000/counter/events
 //       curl -N http://127.0.0.1:3000/ticks/events
 //       curl -N -H 'Last-Event-ID: <an id printed above>' http://127.0.0.1:3000/ticks/events
@@ -16,6 +19,7 @@
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifySse } from 'fastify-realtime'
+import browserClient, { CLIENT_URL } from './browser-client.js'
 import { HTML, page } from './page.js'
 
 export const counterContract = defineContract({
@@ -38,7 +42,8 @@ export const ticksContract = defineContract({
 
 /**
  * Routes: GET /counter, /counter/events, /counter/stop, /ticks, /ticks/events; POST /ticks/drop.
- * Needs `fastifySse` registered on a parent (it provides `reply.sse` and `fastify.realtime`).
+ * Needs `fastifySse` registered on a parent (it provides `reply.sse` and `fastify.realtime`), and
+ * ./browser-client.js registered once on the server for the /ticks page.
  * @param {import('fastify').FastifyInstance} fastify
  * @param {CounterOptions} options
  */
@@ -77,7 +82,7 @@ export default async function counter (fastify, { intervalMs = 1000, pingEvery =
   fastify.get('/ticks', (request, reply) => reply.type(HTML).send(ticksPage))
 
   fastify.get('/ticks/events', { sse: { contract: ticksContract } }, async (request, reply) => {
-    // A browser waits about 3 s before reconnecting unless told otherwise.
+    // No reconnect sooner than this: an EventSource would wait about 3 s, the client backs off from 0.5 s.
     const stream = reply.sse({ retry: 1000 })
     open.add(stream)
     stream.closed.then(() => open.delete(stream))
@@ -101,6 +106,7 @@ export default async function counter (fastify, { intervalMs = 1000, pingEvery =
 export async function build (options = {}) {
   const app = Fastify()
   await app.register(fastifySse)
+  await app.register(browserClient)
   await app.register(counter, options)
   return app
 }
@@ -145,18 +151,19 @@ a status other than 200. <code>/counter/stop</code> answers 204:
 
 const ticksPage = page('Ticks: a topic that resumes', `
 <p>The server publishes a tick to the topic <code>ticks</code> every second, whoever listens. Every
-event carries its <code>id</code>. When the connection drops, the browser reconnects with a
-<code>Last-Event-ID</code> header and the server replays the ticks published meanwhile, so the
-numbers below never skip.</p>
+event carries its <code>id</code>. The page reads the stream with <code>createSseClient</code> from
+<code>fastify-realtime/client</code>: when the connection drops, or the server restarts, it
+reconnects with the last id as <code>Last-Event-ID</code>, the server replays the ticks published
+meanwhile, and the client drops any tick it has already shown, so the numbers below never skip
+and never repeat.</p>
 <p><button id="drop">Drop the connection</button> <span class="note">(the server ends every
-<code>/ticks</code> stream; the browser comes back after <code>retry: 1000</code>)</span></p>
+<code>/ticks</code> stream; the client comes back after the server's <code>retry: 1000</code>)</span></p>
 <p>Status: <output id="status">connecting…</output></p>
 <ol id="ticks" reversed></ol>
-<script>
+<script type="module">
+  import { createSseClient } from '${CLIENT_URL}'
   const $ = (id) => document.getElementById(id)
-  const source = new EventSource('/ticks/events')
   let opened = false
-  let lastId = ''
   let lastN
 
   function show (text) {
@@ -166,26 +173,28 @@ numbers below never skip.</p>
     if ($('ticks').children.length > 50) $('ticks').lastElementChild.remove()
   }
 
-  source.onopen = () => {
-    $('status').textContent = 'open'
-    if (opened) show('reconnected with Last-Event-ID: ' + lastId + '; any ticks missed meanwhile are replayed first')
-    opened = true
-  }
-  source.onerror = () => {
-    $('status').textContent = source.readyState === EventSource.CONNECTING ? 'reconnecting…' : 'closed'
-  }
-  source.addEventListener('tick', (event) => {
-    const { n, time } = JSON.parse(event.data)
-    const gap = lastN !== undefined && n !== lastN + 1 ? ' (gap!)' : ''
-    lastId = event.lastEventId
-    lastN = n
-    show('tick ' + n + ', id ' + event.lastEventId + ', ' + time + gap)
+  const feed = createSseClient('/ticks/events')
+  feed.onState(({ state, status, retryInMs }) => {
+    if (state === 'open') {
+      if (opened) show('reconnected with Last-Event-ID: ' + feed.lastEventId + '; any ticks missed meanwhile are replayed first')
+      opened = true
+    }
+    $('status').textContent = state === 'reconnecting'
+      ? 'reconnecting in ' + Math.round(retryInMs) + ' ms' + (status === undefined ? '' : ' (HTTP ' + status + ')')
+      : state
   })
-  // Sent when the Last-Event-ID has left the history: what follows is live, not a replay.
-  source.addEventListener('realtime.reset', () => {
+  feed.on('tick', ({ n, time }, { id }) => {
+    const gap = lastN !== undefined && n !== lastN + 1 ? ' (gap!)' : ''
+    lastN = n
+    show('tick ' + n + ', id ' + id + ', ' + time + gap)
+  })
+  // The Last-Event-ID has left the history: what follows is live, not a replay.
+  feed.onReset(() => {
     lastN = undefined
     show('history gone: reset, live from here')
   })
+  // For the curious, in the console: feed.state, feed.lastEventId.
+  window.feed = feed
 
   $('drop').onclick = () => fetch('/ticks/drop', { method: 'POST' })
 </script>`)

@@ -12,6 +12,7 @@ import Fastify from 'fastify'
 import { fastifySse, fastifyWs } from 'fastify-realtime'
 import aiAnswer from './ai-answer.js'
 import asyncapiPage from './asyncapi.js'
+import browserClient from './browser-client.js'
 import chat from './chat.js'
 import counter from './counter.js'
 import cors, { corsPage } from './cors.js'
@@ -39,6 +40,8 @@ await app.register(fastifySse, {
   }
 })
 await app.register(fastifyWs)
+// fastify-realtime/client for the pages that use it (ticks, chat), once for all of them.
+await app.register(browserClient)
 await app.register(counter)
 await app.register(aiAnswer)
 await app.register(cors, { allowedOrigins: [corsOrigin] })
@@ -55,7 +58,7 @@ try {
 
 const demos = [
   ['/counter', 'A counter: plain messages for onmessage, named ping events for addEventListener, and a 204 that stops reconnection.'],
-  ['/ticks', 'A topic: events with ids; after a dropped connection the browser resumes from Last-Event-ID with no gap.'],
+  ['/ticks', 'A topic read with createSseClient from fastify-realtime/client: events with ids; after a dropped connection or a restart it resumes from Last-Event-ID, every tick once.'],
   [`${corsOrigin}/cors`, 'Cross-origin EventSource with credentials: the page lives on another port, the cookie still flows.'],
   ['/ai', 'An AI-style answer, token by token from an async generator; Stop ends the generation on the server.'],
   [`${echoOrigin}/`, 'The secure echo: a public WebSocket over wss:// that answers every message (accept the self-signed certificate first).'],

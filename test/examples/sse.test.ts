@@ -3,6 +3,7 @@
 import Fastify from 'fastify'
 import t from 'tap'
 import { build as buildAiAnswer, answerTo } from '../../examples/ai-answer.js'
+import { CLIENT_URL } from '../../examples/browser-client.js'
 import { build as buildCors, corsPage } from '../../examples/cors.js'
 import { build as buildCounter } from '../../examples/counter.js'
 import { injectSSE } from '../../lib/testing/index.js'
@@ -59,12 +60,23 @@ t.test('counter: /counter/stop answers 204, which stops EventSource reconnection
 t.test('counter: the pages are HTML that open the streams', async (t) => {
   const app = await buildCounter()
   t.teardown(() => app.close())
-  for (const [url, stream] of [['/counter', '/counter/events'], ['/ticks', '/ticks/events']]) {
+  for (const [url, opens] of [['/counter', "new EventSource('/counter/events')"], ['/ticks', "createSseClient('/ticks/events')"]]) {
     const response = await app.inject(url)
     t.equal(response.statusCode, 200, url)
     t.match(response.headers['content-type'], /^text\/html/, url)
-    t.match(response.body, `new EventSource('${stream}')`, url)
+    t.match(response.body, opens, url)
   }
+})
+
+t.test('ticks: the page imports the built client, which the example serves', async (t) => {
+  const app = await buildCounter()
+  t.teardown(() => app.close())
+  const page = (await app.inject('/ticks')).body
+  t.match(page, `<script type="module">\n  import { createSseClient } from '${CLIENT_URL}'`)
+  t.notMatch(page, 'new EventSource', 'no hand-written reconnection')
+  const client = await app.inject(CLIENT_URL)
+  t.equal(client.statusCode, 200)
+  t.match(client.body, 'export { createSseClient }')
 })
 
 t.test('ticks: a reconnect with Last-Event-ID resumes after that tick, with no gap', async (t) => {
