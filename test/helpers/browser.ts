@@ -73,3 +73,33 @@ export async function screenshot (page: Page, name: string): Promise<void> {
   await mkdir(SCREENSHOTS, { recursive: true })
   await page.screenshot({ path: new URL(`${name}.png`, SCREENSHOTS).pathname, fullPage: true })
 }
+
+/** What Chromium fails a request or a WebSocket handshake with while the context is offline. */
+export const OFFLINE = 'net::ERR_INTERNET_DISCONNECTED'
+
+/**
+ * Counts the connection attempts of a page to `path` (HTTP requests and WebSocket handshakes) that
+ * the browser failed for being offline: attempts made, that no server saw. `reached(count)`
+ * resolves once there are that many.
+ */
+export function attemptsFailedOffline (page: Page, path: string): { count: () => number, reached: (count: number) => Promise<void> } {
+  let failed = 0
+  const waiters: Array<{ count: number, resolve: () => void }> = []
+  const record = (url: string, errorText: string | undefined): void => {
+    if (new URL(url).pathname !== path || errorText !== OFFLINE) return
+    failed++
+    for (const waiter of waiters.filter(({ count }) => failed >= count)) {
+      waiters.splice(waiters.indexOf(waiter), 1)
+      waiter.resolve()
+    }
+  }
+  page.on('requestfailed', (request) => record(request.url(), request.failure()?.errorText))
+  page.on('websocket', (socket) => socket.on('socketerror', (error) => record(socket.url(), error.replace(/^.*: /, ''))))
+  return {
+    count: () => failed,
+    reached: (count) => new Promise((resolve) => {
+      if (failed >= count) resolve()
+      else waiters.push({ count, resolve })
+    })
+  }
+}
