@@ -62,7 +62,7 @@ const demos = [
   [`${corsOrigin}/cors`, 'Cross-origin EventSource with credentials: the page lives on another port, the cookie still flows.'],
   ['/ai', 'An AI-style answer, token by token from an async generator; Stop ends the generation on the server.'],
   [`${echoOrigin}/`, 'The secure echo: a public WebSocket over wss:// that answers every message (accept the self-signed certificate first).'],
-  ['/chat', 'A chat over WebSocket: sign in, rooms as topics, presence; the read-only view of a room is SSE from the same contract.'],
+  ['/chat', 'A chat on createWsClient: sign in, rooms as client subscriptions that resume after every reconnect, presence; the read-only view of a room is createSseClient on the same contract.'],
   ['/dashboard', 'A live dashboard of this server: connections by transport and messages per second from fastify.realtime.stats(), plotted over SSE, resumed without a gap.'],
   ['/asyncapi', 'The AsyncAPI document of every stream and socket here, rendered (the JSON: /asyncapi.json).'],
   ['/metrics', 'Prometheus metrics from the stats and the diagnostics channels (prom-client).']
