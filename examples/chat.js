@@ -1,38 +1,49 @@
 // @ts-check
-// A chat: sign in with a name, join rooms, talk. Each room is a topic, so a message is published
-// once and reaches every member's WebSocket and every read-only SSE view of the room, with the
-// same id, typed and validated by one contract for both transports.
-// - POST /chat/login {"name"} -> {"token","name"}: tokens live in memory (a restart signs everyone out;
-//   examples/cluster.js keeps them, and who is in which room, in Redis for several instances).
-// - GET /chat/ws: the socket. Messages `join` {room, after?}, `leave` {room}, `say` {room, text};
-//   events `message` and `presence` (who is in the room, published on every join and leave).
+// A chat: sign in with a name, enter rooms, talk. Each room is the topic `room:<name>`, so a
+// message is published once and reaches every member's WebSocket and every read-only SSE view of
+// the room, with the same id, typed and validated by one contract for both transports. The pages
+// use fastify-realtime/client (served by ./browser-client.js): no hand-written frames, no reconnect
+// loop, and every message exactly once across dropped connections and server restarts.
+// - POST /chat/login {"name"} -> {"token","name"}: tokens live in memory (a restart signs everyone
+//   out, and the page signs in again by itself; examples/cluster.js keeps them, and who is in which
+//   room, in Redis for several instances).
+// - GET /chat/ws: the socket. A client reads a room by subscribing to its topic itself
+//   (`rt.subscribe('room:lobby', { after })`, the route's `topics` option says who may), and resumes
+//   it after every reconnect from the last id it saw. Messages `join` {room} and `leave` {room} say
+//   who is present (the `presence` event lists the room's members), `say` {room, text} talks.
 //   The token travels as a subprotocol next to realtime.v1 (a browser cannot set headers on a
 //   WebSocket, and a token in the query string ends up in logs); no valid token, no upgrade: 401.
 // - GET /chat/rooms/:room/events: the room as SSE, read-only and public; resumes by Last-Event-ID.
 // - GET /chat and /chat/view?room=lobby: the pages.
 //
-// Run:  npm start   (then open http://127.0.0.1:3000/chat in two windows, and a read-only view)
+// Run:  npm start   (then open http://127.0.0.1:3000/chat in two windows, and a read-only view;
+//       stop and start the server while they are open: they come back and miss nothing)
 // Poke: curl -N http://127.0.0.1:3000/chat/rooms/lobby/events
 //       TOKEN=$(curl -s -H 'content-type: application/json' -d '{"name":"ann"}' http://127.0.0.1:3000/chat/login \
 //         | node -p 'JSON.parse(require("fs").readFileSync(0)).token')
-//       node -e "
-//         const socket = new (require('ws'))('ws://127.0.0.1:3000/chat/ws', ['realtime.v1', 'bearer.$TOKEN'])
-//         socket.on('message', (frame) => console.log(String(frame)))
-//         socket.on('open', () => {
-//           socket.send(JSON.stringify({ type: 'join', id: 1, data: { room: 'lobby' } }))
-//           socket.send(JSON.stringify({ type: 'say', id: 2, data: { room: 'lobby', text: 'hi from node' } }))
-//         })"
-//       (the curl above sees ann's presence and message; without a token the upgrade gets a 401)
+//       node --input-type=module -e "
+//         import WebSocket from 'ws'
+//         import { createWsClient } from 'fastify-realtime/client'
+//         const rt = createWsClient('ws://127.0.0.1:3000/chat/ws', { WebSocket, token: () => '$TOKEN' })
+//         rt.subscribe('room:lobby').on('message', (data, { id }) => console.log(id, data))
+//         console.log(await rt.request('join', { room: 'lobby' }))
+//         console.log(await rt.request('say', { room: 'lobby', text: 'hi from node' }))"
+//       (the curl above sees ann's presence and message; Ctrl-C, and it sees her leave; without a
+//        token the upgrade gets a 401, and rt.subscribe('secret') is refused with FORBIDDEN)
 
 import { randomBytes } from 'node:crypto'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { bearerToken, defineContract, fastifySse, fastifyWs, publicError } from 'fastify-realtime'
+import browserClient, { CLIENT_URL } from './browser-client.js'
 import { HTML, page } from './page.js'
 
 const Room = Type.String({ pattern: '^[a-z0-9-]{1,32}$' })
 const Name = Type.String({ pattern: '^[A-Za-z0-9_-]{1,24}$' })
 const Members = Type.Array(Name)
+
+/** The topics that are rooms (`room:` and a valid room name): what a client may subscribe to. */
+const ROOM_TOPIC = /^room:[a-z0-9-]{1,32}$/
 
 export const chatContract = defineContract({
   events: {
@@ -40,8 +51,8 @@ export const chatContract = defineContract({
     presence: Type.Object({ room: Room, members: Members })
   },
   messages: {
-    // `after`: the last event id seen in the room, to replay what was missed while disconnected.
-    join: Type.Object({ room: Room, after: Type.Optional(Type.String({ maxLength: 64 })) }),
+    // Presence only: reading a room is a subscription to its topic, which the client resumes itself.
+    join: Type.Object({ room: Room }),
     leave: Type.Object({ room: Room }),
     say: Type.Object({ room: Room, text: Type.String({ minLength: 1, maxLength: 2000 }) })
   },
@@ -123,7 +134,8 @@ export function memoryPresence () {
 
 /**
  * Routes: POST /chat/login; GET /chat, /chat/view, /chat/ws, /chat/rooms/:room/events.
- * Needs `fastifySse` and `fastifyWs` registered on a parent (sharing one `fastify.realtime`).
+ * Needs `fastifySse` and `fastifyWs` registered on a parent (sharing one `fastify.realtime`), and
+ * ./browser-client.js registered once on the server for the pages.
  * @param {import('fastify').FastifyInstance} fastify
  * @param {ChatOptions} options
  */
@@ -170,20 +182,21 @@ export default async function chat (fastify, { sessions = memorySessions(), pres
       const token = bearerToken(request)
       return token === undefined ? null : sessions.verify(token)
     },
+    // The rooms a client may subscribe to (realtime.subscribe): any signed-in user reads any room
+    // with a valid name. Any other topic, like a refusal, is answered FORBIDDEN.
+    topics: {
+      'room:*': { authorize: (conn, topic) => ROOM_TOPIC.test(topic) }
+    },
     handlers: {
-      async join ({ room, after }, conn) {
-        const topic = roomTopic(room)
-        // Subscribed first, so the joiner gets its own presence event, and replayed from `after`.
-        await conn.subscribe(topic, { after })
+      async join ({ room }, conn) {
         // Closed meanwhile: onClose has run, so a member added now would never be removed.
         if (conn.signal.aborted) return { room, members: await presence.members(room) }
         joined.set(conn.id, (joined.get(conn.id) ?? new Set()).add(room))
         const members = await presence.add(room, conn.id, nameOf(conn))
-        await topic.publish('presence', { room, members })
+        await roomTopic(room).publish('presence', { room, members })
         return { room, members }
       },
       async leave ({ room }, conn) {
-        conn.unsubscribe(roomTopic(room))
         await removeMember(conn, room)
       },
       async say ({ room, text }, conn) {
@@ -226,12 +239,15 @@ export async function build ({ logger = false } = {}) {
   const app = Fastify({ logger })
   await app.register(fastifySse)
   await app.register(fastifyWs)
+  await app.register(browserClient)
   await app.register(chat)
   return app
 }
 
 const chatPage = page('Chat: rooms over WebSocket', `
-<p>Sign in, join a room, talk; open a second window to talk to yourself. Rooms are topics: the
+<p>Sign in, enter a room, talk; open a second window to talk to yourself. Rooms are topics: the
+page subscribes to <code>room:&lt;name&gt;</code> with <code>createWsClient</code>, which resumes
+each room after a dropped connection or a server restart from the last id it saw, and the
 <a id="view" href="/chat/view?room=lobby">read-only view</a> of a room gets the same events over SSE.</p>
 <form id="login">
   <input id="name" required pattern="[A-Za-z0-9_\\-]{1,24}" placeholder="your name" aria-label="Name" autocomplete="off">
@@ -240,7 +256,7 @@ const chatPage = page('Chat: rooms over WebSocket', `
 <form id="join" hidden>
   <input id="room" list="rooms" value="lobby" required pattern="[a-z0-9\\-]{1,32}" aria-label="Room">
   <datalist id="rooms"><option value="lobby"><option value="random"><option value="help"></datalist>
-  <button id="join-room" type="submit">Join</button>
+  <button id="join-room" type="submit">Enter</button>
 </form>
 <p>Status: <output id="status">signed out</output></p>
 <p>In the room: <output id="members"></output></p>
@@ -249,98 +265,117 @@ const chatPage = page('Chat: rooms over WebSocket', `
   <input id="input" required maxlength="2000" size="40" autocomplete="off" aria-label="Message">
   <button id="send" type="submit">Send</button>
 </form>
-<script>
+<script type="module">
+  import { createWsClient } from '${CLIENT_URL}'
   const $ = (id) => document.getElementById(id)
-  const pending = new Map()
-  let name, token, socket, room, lastId
-  let nextId = 0
+  const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://'
+  /** What each room left showed, and the last id seen there: coming back replays what was said meanwhile. */
+  const left = new Map()
+  let name, token, rt, room, subscription
 
-  function show (text) {
+  function show (text, note = false) {
     const item = document.createElement('li')
     item.textContent = text
+    if (note) item.className = 'note'
     $('messages').append(item)
     $('messages').scrollTop = $('messages').scrollHeight
   }
   const status = (text) => { $('status').textContent = text }
 
-  function request (type, data) {
-    const id = ++nextId
-    socket.send(JSON.stringify({ type, id, data }))
-    return new Promise((resolve, reject) => pending.set(id, { resolve, reject }))
+  async function signIn () {
+    const response = await fetch('/chat/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name })
+    })
+    const body = await response.json()
+    if (!response.ok) throw new Error('sign-in refused: ' + body.message)
+    token = body.token
   }
 
   function connect () {
-    const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://'
-    // The token rides as a second subprotocol; the server selects realtime.v1 and never echoes the token.
-    socket = new WebSocket(scheme + location.host + '/chat/ws', ['realtime.v1', 'bearer.' + token])
-    let opened = false
-    socket.onopen = () => {
-      opened = true
-      status('connected as ' + name)
-      if (room) enter(room)
-    }
-    socket.onmessage = (message) => {
-      const frame = JSON.parse(message.data)
-      if (frame.type === 'reply' || frame.type === 'error') {
-        const waiter = pending.get(frame.id)
-        pending.delete(frame.id)
-        if (frame.type === 'reply') waiter.resolve(frame.data)
-        else waiter.reject(frame.error)
-      } else if (frame.type === 'reset') {
-        show('(the history since you left is gone: live from here)')
-      } else if (frame.type === 'event' && frame.topic === 'room:' + room) {
-        lastId = frame.id
-        if (frame.event === 'message') show(frame.data.user + ': ' + frame.data.text)
-        else if (frame.event === 'presence') $('members').textContent = frame.data.members.join(', ')
+    rt = createWsClient(scheme + location.host + '/chat/ws', {
+      // Asked before every attempt; sent as the bearer.<token> subprotocol. A browser cannot tell
+      // a refused upgrade from a server that is down ('rejected' means either): sign in again, as
+      // a restarted server has forgotten the token.
+      async token ({ reason }) {
+        if (reason === 'rejected') await signIn()
+        return token
       }
-    }
-    socket.onclose = (event) => {
-      for (const waiter of pending.values()) waiter.reject({ code: 'CLOSED', message: 'the connection closed' })
-      pending.clear()
-      if (!opened) {
-        // The upgrade was refused: the server forgot the token (a restart), or it is down.
-        status('not connected: sign in again')
+    })
+    window.rt = rt // for the curious, in the console: rt.state
+    let opened = false
+    rt.onState(({ state, code, retryInMs, error }) => {
+      if (state === 'open') {
+        // The client has resubscribed to the room, after the last id seen; presence is the
+        // connection's, so it is said again.
+        if (opened && room) show('(reconnected: what was said meanwhile follows)', true)
+        opened = true
+        status('connected as ' + name)
+        if (room) announce()
+      } else if (state === 'reconnecting') {
+        status('disconnected' + (code ? ' (' + code + ')' : '') + ', reconnecting in ' + Math.round(retryInMs) + ' ms')
+      } else if (state === 'closed') {
+        status('closed' + (error ? ': ' + error.message : ''))
         $('login').hidden = false
         $('join').hidden = $('say').hidden = true
-        return
       }
-      status('disconnected (' + event.code + '), reconnecting…')
-      // The room is joined again with the last id seen: what was said meanwhile is replayed.
-      setTimeout(connect, 1000)
+    })
+  }
+
+  /** Tells the room this connection is in it: its reply lists the members. */
+  async function announce () {
+    try {
+      const { members } = await rt.request('join', { room })
+      $('members').textContent = members.join(', ')
+      status('connected as ' + name + ', in ' + room)
+    } catch (error) {
+      show('cannot join: ' + error.message, true)
     }
   }
 
   async function enter (next) {
-    if (room !== next) {
-      if (room) request('leave', { room }).catch(() => {})
-      room = next
-      lastId = undefined
-      $('messages').replaceChildren()
-      $('view').href = '/chat/view?room=' + encodeURIComponent(room)
+    if (next === room) return
+    if (room) {
+      left.set(room, { items: [...$('messages').children], lastId: subscription.lastId })
+      subscription.unsubscribe()
+      rt.send('leave', { room })
     }
+    room = next
+    const before = left.get(room)
+    $('messages').replaceChildren(...(before?.items ?? []))
+    $('members').textContent = ''
+    $('view').href = '/chat/view?room=' + encodeURIComponent(room)
+    if (before) show('(back in ' + room + ': what was said since you left follows)', true)
+    subscription = rt.subscribe('room:' + room, { after: before?.lastId })
+    subscription.on('message', ({ user, text }) => show(user + ': ' + text))
+    subscription.on('presence', ({ members }) => { $('members').textContent = members.join(', ') })
+    subscription.onReset(() => show('(the history since you left is gone: live from here)', true))
     try {
-      const joined = await request('join', lastId === undefined ? { room } : { room, after: lastId })
-      $('members').textContent = joined.members.join(', ')
-      status('connected as ' + name + ', in ' + room)
+      await subscription.ready
     } catch (error) {
-      show('cannot join: ' + error.message)
+      show('cannot enter ' + next + ': ' + error.message, true)
+      if (room === next) room = subscription = undefined
+      return
     }
+    // While disconnected, the reconnect announces it.
+    if (rt.state === 'open' && room === next) announce()
   }
 
   $('login').onsubmit = async (submit) => {
     submit.preventDefault()
-    const response = await fetch('/chat/login', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: $('name').value })
-    })
-    const body = await response.json()
-    if (!response.ok) return status('sign-in refused: ' + body.message)
-    ;({ name, token } = body)
+    name = $('name').value
+    try {
+      await signIn()
+    } catch (error) {
+      return status(error.message)
+    }
     $('login').hidden = true
     $('join').hidden = false
     $('say').hidden = false
     status('connecting…')
+    rt?.close()
+    room = subscription = undefined
     connect()
   }
   $('join').onsubmit = (submit) => {
@@ -349,48 +384,45 @@ const chatPage = page('Chat: rooms over WebSocket', `
   }
   $('say').onsubmit = (submit) => {
     submit.preventDefault()
-    request('say', { room, text: $('input').value })
-      .then(() => { $('input').value = '' }, (error) => show('not sent: ' + error.message))
+    rt.request('say', { room, text: $('input').value })
+      .then(() => { $('input').value = '' }, (error) => show('not sent: ' + error.message, true))
   }
 </script>`)
 
 const viewPage = page('Chat: read-only view over SSE', `
-<p>An <code>EventSource</code> on <code id="url"></code>: the same room, the same events and ids as
-its WebSocket members get. When the connection drops, the browser resumes with
-<code>Last-Event-ID</code> and misses nothing.</p>
+<p><code>createSseClient</code> on <code id="url"></code>: the same room, the same events and ids
+as its WebSocket members get. When the connection drops, or the server restarts, the client
+resumes with <code>Last-Event-ID</code> and misses nothing.</p>
 <p>Status: <output id="status">connecting…</output></p>
 <p>In the room: <output id="members">(known at the next join or leave)</output></p>
 <ol id="messages"></ol>
-<script>
+<script type="module">
+  import { createSseClient } from '${CLIENT_URL}'
   const $ = (id) => document.getElementById(id)
   const room = new URLSearchParams(location.search).get('room') || 'lobby'
   const url = '/chat/rooms/' + encodeURIComponent(room) + '/events'
   $('url').textContent = url
   document.title = room + ' · ' + document.title
 
-  function show (text) {
+  function show (text, note = false) {
     const item = document.createElement('li')
     item.textContent = text
+    if (note) item.className = 'note'
     $('messages').append(item)
     $('messages').scrollTop = $('messages').scrollHeight
   }
 
-  const source = new EventSource(url)
+  const feed = createSseClient(url)
+  window.feed = feed // for the curious, in the console: feed.state, feed.lastEventId
   let opened = false
-  source.onopen = () => {
-    $('status').textContent = 'open'
-    if (opened) show('(reconnected: anything said meanwhile is replayed)')
-    opened = true
-  }
-  source.onerror = () => {
-    $('status').textContent = source.readyState === EventSource.CONNECTING ? 'reconnecting…' : 'closed'
-  }
-  source.addEventListener('message', (event) => {
-    const { user, text } = JSON.parse(event.data)
-    show(user + ': ' + text)
+  feed.onState(({ state, status, retryInMs }) => {
+    if (state === 'open' && opened) show('(reconnected: anything said meanwhile follows)', true)
+    if (state === 'open') opened = true
+    $('status').textContent = state === 'reconnecting'
+      ? 'reconnecting in ' + Math.round(retryInMs) + ' ms' + (status === undefined ? '' : ' (HTTP ' + status + ')')
+      : state
   })
-  source.addEventListener('presence', (event) => {
-    $('members').textContent = JSON.parse(event.data).members.join(', ')
-  })
-  source.addEventListener('realtime.reset', () => show('(the history since you left is gone: live from here)'))
+  feed.on('message', ({ user, text }) => show(user + ': ' + text))
+  feed.on('presence', ({ members }) => { $('members').textContent = members.join(', ') })
+  feed.onReset(() => show('(the history since you left is gone: live from here)', true))
 </script>`)

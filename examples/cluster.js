@@ -19,19 +19,19 @@
 // Run (after `npm run build`; `scripts/redis-test-server.sh` starts a throwaway Redis and prints its URL):
 //   REDIS_URL=redis://127.0.0.1:6379 PORT=3000 node examples/cluster.js &
 //   REDIS_URL=redis://127.0.0.1:6379 PORT=3001 node examples/cluster.js &
-//   then open http://127.0.0.1:3000/chat and http://127.0.0.1:3001/chat, join lobby on both, talk.
+//   then open http://127.0.0.1:3000/chat and http://127.0.0.1:3001/chat, enter lobby on both, talk.
 //   `kill %1 %2` stops them: each closes its sockets, and its members leave the rooms.
 // Poke: a message said on :3000 arrives on :3001:
 //       curl -N http://127.0.0.1:3001/chat/rooms/lobby/events
 //       TOKEN=$(curl -s -H 'content-type: application/json' -d '{"name":"ann"}' http://127.0.0.1:3000/chat/login \
 //         | node -p 'JSON.parse(require("fs").readFileSync(0)).token')
-//       PORT=3000 node -e "
-//         const socket = new (require('ws'))('ws://127.0.0.1:' + process.env.PORT + '/chat/ws', ['realtime.v1', 'bearer.$TOKEN'])
-//         socket.on('message', (frame) => console.log(String(frame)))
-//         socket.on('open', () => {
-//           socket.send(JSON.stringify({ type: 'join', id: 1, data: { room: 'lobby' } }))
-//           socket.send(JSON.stringify({ type: 'say', id: 2, data: { room: 'lobby', text: 'hi from :' + process.env.PORT } }))
-//         })"
+//       PORT=3000 node --input-type=module -e "
+//         import WebSocket from 'ws'
+//         import { createWsClient } from 'fastify-realtime/client'
+//         const rt = createWsClient('ws://127.0.0.1:' + process.env.PORT + '/chat/ws', { WebSocket, token: () => '$TOKEN' })
+//         rt.subscribe('room:lobby').on('message', (data, { id }) => console.log(id, data))
+//         await rt.request('join', { room: 'lobby' })
+//         console.log(await rt.request('say', { room: 'lobby', text: 'hi from :' + process.env.PORT }))"
 //       (the curl on :3001 prints ann's presence and message, with the ids :3000 replied with;
 //        run the node line again with PORT=3001: the token signed in on :3000 works there too)
 //       An SSE view resumes on the other instance: stop the curl, then
@@ -44,6 +44,7 @@ import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { fastifySse, fastifyWs } from 'fastify-realtime'
 import { redisBroker } from 'fastify-realtime/redis'
+import browserClient from './browser-client.js'
 import chat from './chat.js'
 
 /** @typedef {import('./chat.js').ChatSessions} ChatSessions */
@@ -192,6 +193,7 @@ export async function build ({ redisUrl = process.env.REDIS_URL, namespace = 're
     await presence.start()
     await app.register(fastifySse, { broker })
     await app.register(fastifyWs, { broker })
+    await app.register(browserClient)
     await app.register(chat, { sessions: redisSessions(redis, prefix), presence })
     await app.ready()
   } catch (err) {

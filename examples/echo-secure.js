@@ -11,7 +11,8 @@
 //         const socket = new WebSocket('wss://127.0.0.1:3002/echo', 'realtime.v1', { ca })
 //         socket.on('message', (frame) => console.log(String(frame)))
 //         socket.on('open', () => socket.send(JSON.stringify({ type: 'echo', id: 1, data: { text: 'hi' } })))"
-//       (prints the welcome event, then {"type":"reply","id":1,"data":{"text":"Server received: hi"}};
+//       (prints the hello realtime.v1 clients get, the welcome event, then
+//        {"type":"reply","id":1,"data":{"text":"Server received: hi"}};
 //        Ctrl-C, and the server logs the disconnect)
 
 import { readFileSync } from 'node:fs'

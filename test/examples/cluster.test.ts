@@ -59,6 +59,7 @@ async function cluster (t: Test, { aliveMsOfA }: { aliveMsOfA?: number } = {}) {
     /** Signs in on `app` and opens a socket there, in `room`; resolves once its own arrival is seen. */
     async member (app: App, name: string, room = 'lobby') {
       const ws = await join(app, await login(app, name))
+      await ws.request('realtime.subscribe', { topic: `room:${room}` })
       await ws.request('join', { room })
       const arrival = await ws.nextEvent('presence')
       return { ws, arrival }
@@ -128,11 +129,12 @@ function clusterTests () {
     await resumed.close()
   })
 
-  t.test('cluster: join with `after` on the other instance replays what was said meanwhile', async (t) => {
+  t.test('cluster: a room subscribed with `after` on the other instance replays what was said meanwhile', async (t) => {
     const { a, b, member, login, join } = await cluster(t)
     const bob = await member(b, 'bob')
     const token = await login(a, 'ann')
     const ann = await join(a, token)
+    await ann.request('realtime.subscribe', { topic: 'room:lobby' })
     await ann.request('join', { room: 'lobby' })
     const lastSeen = await ann.nextEvent('presence')
     ann.socket.terminate()
@@ -141,8 +143,8 @@ function clusterTests () {
     const { id } = await bob.ws.request('say', { room: 'lobby', text: 'you missed this' }) as { id: string }
 
     const back = await join(b, token)
-    await back.request('join', { room: 'lobby', after: lastSeen.id })
-    t.same(await membersSeenBy(back), ['bob'], 'first, replayed: ann\'s own departure from a')
+    t.same(await back.request('realtime.subscribe', { topic: 'room:lobby', after: lastSeen.id }), { topic: 'room:lobby', position: id, resumed: true })
+    t.same(await membersSeenBy(back), ['bob'], 'replayed before the reply: ann\'s own departure from a')
     t.match(await back.nextEvent('message'), { data: { text: 'you missed this' }, id }, 'then the message')
   })
 

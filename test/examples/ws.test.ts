@@ -3,7 +3,9 @@
 import { readFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { build as buildChat } from '../../examples/chat.js'
+import { createWsClient } from 'fastify-realtime/client'
+import { CLIENT_URL } from '../../examples/browser-client.js'
+import { build as buildChat, type chatContract } from '../../examples/chat.js'
 import { build as buildEcho, WELCOME } from '../../examples/echo-secure.js'
 import { connectWS, injectSSE, type ConnectWSOptions, type ConnectedWS } from '../../lib/testing/index.js'
 import { nextPosition } from '../helpers/index.js'
@@ -143,7 +145,7 @@ t.test('echo: over a real wss:// connection, verified against the shipped certif
     socket.once('error', reject)
   })
   t.equal(socket.protocol, 'realtime.v1')
-  t.match(await next(), { type: 'hello' }, 'a realtime.v1 client gets the hello first')
+  t.match(await next(), { type: 'hello', data: { connectionId: String, heartbeatMs: 30000, maxPayload: Number, expiresAt: null } }, 'realtime.v1: the hello first')
   t.same(await next(), { type: 'event', event: 'welcome', data: { text: WELCOME } })
   socket.send(JSON.stringify({ type: 'echo', id: 7, data: { text: 'hi' } }))
   t.same(await next(), { type: 'reply', id: 7, data: { text: 'Server received: hi' } })
@@ -165,6 +167,15 @@ async function login (app: App, name: string): Promise<string> {
   const response = await app.inject({ method: 'POST', url: '/chat/login', payload: { name } })
   if (response.statusCode !== 200) throw new Error(`login of ${name}: ${response.statusCode} ${response.body}`)
   return response.json().token
+}
+
+/**
+ * Enters a room as the chat page does: subscribes to the room's topic (resuming after `after`),
+ * then says it is present. Resolves with the join's reply.
+ */
+async function enter (ws: ConnectedWS, room: string, after?: string): Promise<unknown> {
+  await ws.request('realtime.subscribe', after === undefined ? { topic: `room:${room}` } : { topic: `room:${room}`, after })
+  return ws.request('join', { room })
 }
 
 /** A chat app for one test: `join(token)` opens a socket as a browser does, `signIn(name)` logs in first. */
@@ -213,9 +224,9 @@ t.test('chat: members of a room get each other\'s messages and presence', async 
   const ann = await signIn('ann')
   const bob = await signIn('bob')
 
-  t.same(await ann.request('join', { room: 'lobby' }), { room: 'lobby', members: ['ann'] })
+  t.same(await enter(ann, 'lobby'), { room: 'lobby', members: ['ann'] })
   t.match(await ann.nextEvent('presence'), { data: { room: 'lobby', members: ['ann'] }, topic: 'room:lobby', id: /^\d+-\d+$/ })
-  t.same(await bob.request('join', { room: 'lobby' }), { room: 'lobby', members: ['ann', 'bob'] })
+  t.same(await enter(bob, 'lobby'), { room: 'lobby', members: ['ann', 'bob'] })
   t.same((await ann.nextEvent('presence')).data, { room: 'lobby', members: ['ann', 'bob'] })
   t.same((await bob.nextEvent('presence')).data, { room: 'lobby', members: ['ann', 'bob'] })
 
@@ -230,8 +241,8 @@ t.test('chat: rooms are separate topics', async (t) => {
   const { signIn } = await chatHarness(t)
   const ann = await signIn('ann')
   const bob = await signIn('bob')
-  await ann.request('join', { room: 'lobby' })
-  await bob.request('join', { room: 'help' })
+  await enter(ann, 'lobby')
+  await enter(bob, 'help')
   await bob.request('say', { room: 'help', text: 'anyone?' })
   const { id } = await ann.request('say', { room: 'lobby', text: 'only lobby' }) as { id: string }
   t.match(await ann.nextEvent('message'), { id, topic: 'room:lobby' }, 'the first message ann gets is her own, not help\'s')
@@ -243,7 +254,7 @@ t.test('chat: say needs a joined room, and room names are validated', async (t) 
   const ann = await signIn('ann')
   t.match(await rejection(ann.request('say', { room: 'lobby', text: 'hello?' })), { code: 'NOT_IN_ROOM', message: 'Join "lobby" before speaking there.' })
   t.match(await rejection(ann.request('join', { room: 'Not A Room' })), { code: 'VALIDATION', details: [{ path: '/room' }] })
-  await ann.request('join', { room: 'lobby' })
+  await enter(ann, 'lobby')
   t.match(await rejection(ann.request('say', { room: 'lobby', text: '' })), { code: 'VALIDATION', details: [{ path: '/text' }] })
 })
 
@@ -251,8 +262,8 @@ t.test('chat: leaving, or disconnecting, updates presence', async (t) => {
   const { signIn } = await chatHarness(t)
   const ann = await signIn('ann')
   const bob = await signIn('bob')
-  await ann.request('join', { room: 'lobby' })
-  await bob.request('join', { room: 'lobby' })
+  await enter(ann, 'lobby')
+  await enter(bob, 'lobby')
   t.same(await membersSeenBy(ann), ['ann'])
   t.same(await membersSeenBy(ann), ['ann', 'bob'])
 
@@ -260,7 +271,7 @@ t.test('chat: leaving, or disconnecting, updates presence', async (t) => {
   t.same((await ann.nextEvent('presence')).data, { room: 'lobby', members: ['ann'] }, 'bob left')
   t.match(await rejection(bob.request('say', { room: 'lobby', text: 'still here?' })), { code: 'NOT_IN_ROOM' })
 
-  await bob.request('join', { room: 'lobby' })
+  await enter(bob, 'lobby')
   t.same(await membersSeenBy(ann), ['ann', 'bob'])
   disconnect(bob)
   t.same((await ann.nextEvent('presence')).data, { room: 'lobby', members: ['ann'] }, 'bob disconnected')
@@ -272,9 +283,9 @@ t.test('chat: a name in two tabs is listed once, until its last tab leaves', asy
   const tab1 = await join(token)
   const tab2 = await join(token)
   const bob = await signIn('bob')
-  await tab1.request('join', { room: 'lobby' })
-  await tab2.request('join', { room: 'lobby' })
-  t.same(await bob.request('join', { room: 'lobby' }), { room: 'lobby', members: ['ann', 'bob'] })
+  await enter(tab1, 'lobby')
+  await enter(tab2, 'lobby')
+  t.same(await enter(bob, 'lobby'), { room: 'lobby', members: ['ann', 'bob'] })
   t.same(await membersSeenBy(bob), ['ann', 'bob'], 'bob\'s own arrival')
   disconnect(tab1)
   t.same(await membersSeenBy(bob), ['ann', 'bob'], 'the first tab closed: ann is still there')
@@ -282,13 +293,13 @@ t.test('chat: a name in two tabs is listed once, until its last tab leaves', asy
   t.same(await membersSeenBy(bob), ['bob'])
 })
 
-t.test('chat: join with `after` replays what was said while disconnected', async (t) => {
+t.test('chat: a room subscribed with `after` replays what was said while disconnected, then the reply, then live', async (t) => {
   const { app, join, signIn } = await chatHarness(t)
   const token = await login(app, 'ann')
   const bob = await signIn('bob')
-  await bob.request('join', { room: 'lobby' })
+  await enter(bob, 'lobby')
   const ann = await join(token)
-  await ann.request('join', { room: 'lobby' })
+  await enter(ann, 'lobby')
   const lastSeen = await ann.nextEvent('presence')
   disconnect(ann)
   t.same(await membersSeenBy(bob), ['bob'], 'bob\'s own arrival')
@@ -297,17 +308,49 @@ t.test('chat: join with `after` replays what was said while disconnected', async
   const { id } = await bob.request('say', { room: 'lobby', text: 'you missed this' }) as { id: string }
 
   const back = await join(token)
-  await back.request('join', { room: 'lobby', after: lastSeen.id })
-  t.same(await membersSeenBy(back), ['bob'], 'first, replayed: ann\'s own departure')
-  t.same(await back.nextEvent('message'), {
-    event: 'message', data: { room: 'lobby', user: 'bob', text: 'you missed this' }, topic: 'room:lobby', id
+  await back.nextFrame('hello')
+  back.sendRaw(JSON.stringify({ type: 'realtime.subscribe', id: 1, data: { topic: 'room:lobby', after: lastSeen.id } }))
+  t.match(await back.nextFrame(), { type: 'event', event: 'presence', data: { members: ['bob'] } }, 'first, replayed: ann\'s own departure')
+  t.same(await back.nextFrame(), {
+    type: 'event', event: 'message', data: { room: 'lobby', user: 'bob', text: 'you missed this' }, topic: 'room:lobby', id
   }, 'then the message, with its id')
+  t.same(await back.nextFrame(), { type: 'reply', id: 1, data: { topic: 'room:lobby', position: id, resumed: true } }, 'then the reply')
+  t.same(await back.request('join', { room: 'lobby' }), { room: 'lobby', members: ['ann', 'bob'] }, 'then ann says she is back')
+  t.match(await back.nextEvent('presence'), { data: { members: ['ann', 'bob'] } }, 'live')
+})
+
+t.test('chat: a client may subscribe to rooms only; any other topic, or a bad room name, is FORBIDDEN', async (t) => {
+  const { signIn } = await chatHarness(t)
+  const ann = await signIn('ann')
+  t.match(await ann.request('realtime.subscribe', { topic: 'room:lobby' }), { topic: 'room:lobby', resumed: false, position: /^\d+-\d+$/ })
+  for (const topic of ['secret', 'ticks', 'room:', 'room:Not-A-Room', `room:${'x'.repeat(33)}`, 'room:lobby:extra']) {
+    t.match(await rejection(ann.request('realtime.subscribe', { topic })), { code: 'FORBIDDEN' }, topic)
+  }
+  t.match(await rejection(ann.request('realtime.subscribe', { topic: 'room:Not A Room' })), { code: 'VALIDATION' }, 'not a topic name at all')
+})
+
+t.test('chat: the client of the header\'s poke, from Node over a real socket', async (t) => {
+  const app = await buildChat()
+  t.teardown(() => app.close())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const token = await login(app, 'ann')
+  const rt = createWsClient<typeof chatContract>(`${url.replace('http:', 'ws:')}/chat/ws`, { WebSocket, token: () => token })
+  t.teardown(() => rt.close())
+  const lobby = rt.subscribe('room:lobby')
+  const message = new Promise<{ id?: string, text: string }>((resolve) => lobby.on('message', ({ text }, { id }) => resolve({ id, text })))
+  t.same(await rt.request('join', { room: 'lobby' }), { room: 'lobby', members: ['ann'] })
+  const { id } = await rt.request('say', { room: 'lobby', text: 'hi from node' })
+  t.same(await lobby.ready, { resumed: false })
+  t.same(await message, { id, text: 'hi from node' })
+  t.match(await rt.subscribe('secret').ready.catch((error: unknown) => error), { code: 'FORBIDDEN' })
+  rt.close()
+  t.match(await rt.closed, { code: 1000 })
 })
 
 t.test('chat: the SSE view of a room sees the same events, with the same ids, and resumes', async (t) => {
   const { app, signIn } = await chatHarness(t)
   const ann = await signIn('ann')
-  await ann.request('join', { room: 'lobby' })
+  await enter(ann, 'lobby')
   const joined = await ann.nextEvent('presence')
   const said = await ann.request('say', { room: 'lobby', text: 'hello, readers' }) as { id: string }
   const message = await ann.nextEvent('message')
@@ -341,10 +384,16 @@ t.test('chat: the pages', async (t) => {
   const chat = await app.inject('/chat')
   t.equal(chat.statusCode, 200)
   t.match(chat.headers['content-type'], /^text\/html/)
-  t.match(chat.body, "new WebSocket(scheme + location.host + '/chat/ws', ['realtime.v1', 'bearer.' + token])")
+  t.match(chat.body, `import { createWsClient } from '${CLIENT_URL}'`)
+  t.match(chat.body, "rt = createWsClient(scheme + location.host + '/chat/ws', {")
+  t.match(chat.body, "rt.subscribe('room:' + room, { after: before?.lastId })")
+  t.notMatch(chat.body, /new WebSocket|JSON\.parse|setTimeout|pending/, 'no hand-written frames, pending requests or reconnect timer')
   t.notMatch(chat.body, /[?&]token=/, 'never a token in a URL')
   const view = await app.inject('/chat/view?room=help')
   t.equal(view.statusCode, 200)
-  t.match(view.body, 'new EventSource(url)')
+  t.match(view.body, `import { createSseClient } from '${CLIENT_URL}'`)
+  t.match(view.body, 'createSseClient(url)')
+  t.notMatch(view.body, 'new EventSource')
+  t.equal((await app.inject(CLIENT_URL)).statusCode, 200, 'the client they import is served')
   t.equal((await app.inject('/chat/view?room=Not%20A%20Room')).statusCode, 400)
 })
