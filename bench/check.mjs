@@ -113,7 +113,7 @@ function socketIoClient (port) {
 
 /**
  * Two real clients receive EVENTS events from the server: every one a valid `tick`, in order, none missing.
- * @param {import('./common.mjs').ServerProcess} server
+ * @param {import('./util.mjs').ServerProcess} server
  * @param {'sse' | 'ws' | 'socket.io'} protocol
  * @param {string} path
  */
@@ -146,7 +146,7 @@ export async function checkFanout (server, protocol, path) {
 
 /**
  * One valid `add` request gets `{ sum, text }`; one invalid request gets no sum (an error).
- * @param {import('./common.mjs').ServerProcess} server
+ * @param {import('./util.mjs').ServerProcess} server
  * @param {'ws' | 'socket.io'} protocol
  */
 export async function checkEcho (server, protocol) {

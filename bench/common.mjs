@@ -9,13 +9,13 @@
 //   messages by scanning the received bytes for a marker, no parser on the hot path. A few clients
 //   also read the sequence number and send time after the marker to sample delivery latency.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import { resolve } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import { quantile, root, within } from './util.mjs'
+import { pathToFileURL } from 'node:url'
+import { quantile, root, spawnServer, within } from './util.mjs'
 
 export { quantile, root, within }
 
@@ -152,104 +152,24 @@ if (pinning && process.env.BENCH_PINNED === undefined) {
 }
 
 /**
- * @typedef {object} ServerProcess
- * @property {number} port
- * @property {(message: Record<string, unknown>, timeoutMs?: number) => Promise<any>} request one command, its answer
- * @property {() => Promise<void>} stop asks the server to exit; kills it when it does not within 5 s
- */
-
-/**
  * Starts a server of bench/servers/ (pinned to CPU 1 when possible) and waits for its port. A
  * server that does not start is tried once more after a second (dist/ may have been in the middle
  * of a rebuild); a second failure is final.
  * @param {string} name the file name without .mjs, e.g. 'sse-raw'
  * @param {{ baseline?: boolean }} [impl] with `baseline`, the server loads the --baseline checkout's build
- * @returns {Promise<ServerProcess>}
+ * @returns {Promise<import('./util.mjs').ServerProcess>}
  */
 export async function startServer (name, { baseline = false } = {}) {
+  /** @type {Record<string, string>} */
+  const env = { BENCH_BATCH: String(BATCH) }
+  if (baseline && baselineEntry !== undefined) env.BENCH_REALTIME = pathToFileURL(baselineEntry).href
+  const options = { cpu: pinning ? 1 : undefined, env }
   try {
-    return await spawnServer(name, baseline)
+    return await spawnServer(name, options)
   } catch (err) {
     console.error(`  (${/** @type {Error} */ (err).message}; trying once more)`)
     await sleep(1000)
-    return spawnServer(name, baseline)
-  }
-}
-
-/**
- * @param {string} name
- * @param {boolean} baseline
- * @returns {Promise<ServerProcess>}
- */
-async function spawnServer (name, baseline) {
-  const file = fileURLToPath(new URL(`servers/${name}.mjs`, import.meta.url))
-  // BENCH_SERVER_FLAGS: extra Node flags for the servers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-  const flags = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter((flag) => flag !== '')
-  const node = [process.execPath, '--expose-gc', ...flags, file]
-  /** @type {NodeJS.ProcessEnv} */
-  const env = { ...process.env, BENCH_BATCH: String(BATCH) }
-  if (baseline && baselineEntry !== undefined) env.BENCH_REALTIME = pathToFileURL(baselineEntry).href
-  /** @type {import('node:child_process').SpawnOptions} */
-  const options = { cwd: root, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env }
-  const child = pinning ? spawn('taskset', ['-c', '1', ...node], options) : spawn(node[0] ?? process.execPath, node.slice(1), options)
-  /** @type {any[]} */
-  const inbox = []
-  /** @type {((message: any) => void) | undefined} */
-  let waiter
-  /** @type {Error | undefined} */
-  let failure
-  const fail = (/** @type {Error} */ err) => {
-    failure ??= err
-    if (waiter !== undefined) waiter({ type: 'error', message: failure.message })
-  }
-  child.on('message', (message) => {
-    if (waiter !== undefined) {
-      const resolve = waiter
-      waiter = undefined
-      resolve(message)
-    } else {
-      inbox.push(message)
-    }
-  })
-  child.on('exit', (code, signal) => fail(new Error(`server ${name} exited (${code ?? signal})`)))
-  child.on('error', fail)
-
-  /** @param {number} timeoutMs @param {string} what */
-  function next (timeoutMs, what) {
-    if (inbox.length > 0) return Promise.resolve(inbox.shift())
-    if (failure !== undefined) return Promise.reject(failure)
-    return within(new Promise((resolve) => { waiter = resolve }), timeoutMs, `server ${name}, ${what}`)
-      .finally(() => { waiter = undefined })
-  }
-
-  /** @param {Record<string, unknown>} message @param {number} timeoutMs */
-  async function request (message, timeoutMs = 30000) {
-    if (failure !== undefined) throw failure
-    child.send(message)
-    const answer = await next(timeoutMs, String(message.cmd))
-    if (answer.type === 'error') throw new Error(`server ${name}: ${answer.message}`)
-    return answer
-  }
-
-  const ready = await next(15000, 'start').catch((err) => {
-    child.kill('SIGKILL')
-    throw err
-  })
-  if (ready.type !== 'ready') {
-    child.kill('SIGKILL')
-    throw new Error(`server ${name} did not start: ${ready.message}`)
-  }
-  return {
-    port: ready.port,
-    request,
-    async stop () {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      if (child.connected) child.send({ cmd: 'exit' })
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-      await exited
-      clearTimeout(timer)
-    }
+    return spawnServer(name, options)
   }
 }
 
@@ -391,7 +311,7 @@ export async function openMany (count, parallel, open) {
 /**
  * Waits until the server reports `count` subscribers (a connection is counted once it is subscribed
  * or registered, which the response bytes alone do not prove for every implementation).
- * @param {ServerProcess} server
+ * @param {import('./util.mjs').ServerProcess} server
  * @param {number} count
  */
 export async function waitSubscribers (server, count) {

@@ -13,7 +13,8 @@
 //   stats { gc? }                 memory (after a full GC when asked) and the open connection counts
 //   publish { topic, count, batch }  ticks n = 0..count-1 on topic, `batch` per event-loop turn, paced
 //                                 so that no connection has more than PACE_BYTES unsent (readers that
-//                                 keep up are never cut); answers once the last one is written
+//                                 keep up are never cut); answers once the last one is written, with
+//                                 `at`, the clock time (timeOrigin + now) publishing began
 //   feed { topic, bytes, everyMs }   starts publishing `bytes`-sized events every `everyMs` ms
 //   stopFeed                      stops it
 //   close                         app.close(), then the process exits
@@ -131,7 +132,7 @@ const commands = {
         await sleep(1)
       }
     }
-    return { ms: performance.now() - started, waits }
+    return { at: performance.timeOrigin + started, ms: performance.now() - started, waits }
   },
   feed ({ topic, bytes, everyMs }) {
     const target = topicOf(topic)

@@ -1,32 +1,45 @@
 // @ts-check
-// `npm run soak`: leaks and soak, not part of `npm test`. Builds dist/ when it is missing or older
-// than lib/, then runs four phases, each against a fresh server process (bench/soak-server.mjs,
-// --expose-gc, pinned to CPU 1 with taskset when there is more than one core; this load generator
-// pins itself to CPU 0). Clients are raw `node:net` sockets with a hand-written request or upgrade,
-// counting events by scanning for a marker; a few are parsed fully to check sequences.
+// `npm run soak`: one instance at the limit of its machine, leaks and soak; not part of `npm test`.
+// Builds dist/ when it is missing or older than lib/, then runs five phases, each against fresh
+// server processes (--expose-gc, pinned to CPU 1 with taskset when there is more than one core;
+// the load generator runs on CPU 0). Every process runs with its soft limit of open files raised to
+// the hard one. Clients are raw `node:net` sockets with a hand-written request or upgrade, counting
+// events by scanning for a marker; a few are parsed fully to check sequences.
 //
-// 1. Idle: 10,000 concurrent connections (5,000 SSE, 5,000 WebSocket, each subscribed to one
-//    topic), all confirmed; the server's heap and RSS per connection after a full GC; one event
-//    published reaches all 10,000.
-// 2. Fan-out: 1,000,000 deliveries (100 subscribers, half SSE, half WebSocket, x 10,000 events) to
+// 1. At the limit (bench/soak-limit.mjs): as many connections as the hard file limit allows one
+//    server process (`ulimit -Hn`, less the server's own descriptors and a margin), half SSE, half
+//    WebSocket, each subscribed to one topic and confirmed; the load generator split over as many
+//    processes as the same limit requires (bench/soak-clients.mjs), its sockets spread over source
+//    addresses 127.0.0.2 and up. Heap and RSS per connection after a full GC; 5 events, each
+//    reaching every connection, timed; none lost or twice; the heap after they all left, within
+//    10 MB of the baseline.
+// 2. The growth curve (bench/soak-limit.mjs): fastify-realtime next to a `node:http` SSE route and
+//    `@fastify/websocket`, each growing through 1,000, 5,000, 10,000 connections and the limit:
+//    memory per connection, time for one event to reach all, publishes/s sustained, memory after
+//    all left. docs/soak.md gets the table, a chart (docs/soak-curve.svg, vega-lite) and a
+//    projection to 100,000 and 1,000,000 connections (bench/soak-report.mjs).
+// 3. Fan-out: 1,000,000 deliveries (100 subscribers, half SSE, half WebSocket, x 10,000 events) to
 //    readers that keep up (the server paces publishing by its connections' unsent bytes); lost =
 //    expected - delivered, which must be 0; 10 clients parsed fully, their sequences complete and in order.
-// 3. Churn: 10,000 connect/subscribe/disconnect cycles (SSE and WebSocket, clean and abrupt ends);
+// 4. Churn: 10,000 connect/subscribe/disconnect cycles (SSE and WebSocket, clean and abrupt ends);
 //    the server's heap and RSS after a full GC, before (after a warm-up) and after: within 10 MB.
-// 4. Hostile peers: round-trip latency (p50/p99) of 20 well-behaved WebSocket clients echoing,
+// 5. Hostile peers: round-trip latency (p50/p99) of 20 well-behaved WebSocket clients echoing,
 //    next to each kind of hostile peer (bench/soak-attackers.mjs, niced) and all of them at once,
 //    each compared with a baseline with no hostile peer measured just before; every ratio is
 //    reported, and flagged above 2x (a flag, not a failure: 2 cores are shared by all of it).
-// Phases 1-3 run the server without heartbeats (raw clients do not answer pings); phase 4 with
-// the defaults. Results: a Markdown table in docs/soak.md; stdout ends with exactly one line:
+// Phases 1, 2 and 5 run the servers with their default heartbeats (the load generator answers
+// pings); phases 3 and 4 without (their raw clients do not). Results: Markdown in docs/soak.md;
+// stdout ends with exactly one line:
 //   soak: <connections> connections, <events> events, <lost> lost, <bytes> bytes/connection, <mb> MB heap delta
-// (<bytes>: server RSS per idle connection; <mb>: server heap after the churn, minus before).
-// Exit status 1 when anything is lost or duplicated, a memory delta is over 10 MB, or a phase fails.
+// (<connections>: held at once in phase 1; <events>: deliveries counted in phases 1 and 3, <lost>
+// there; <bytes>: server RSS per connection in phase 1; <mb>: server heap after the churn, minus before).
+// Exit status 1 when anything is lost or duplicated, a memory delta is over 10 MB, fewer than 90%
+// of the file limit were held, or a phase fails.
 //
-//   npm run soak                     the full run (a few minutes on 2 cores)
+//   npm run soak                     the full run (about ten minutes on 2 cores)
 //   node bench/soak.mjs --quick      a tenth of every count, to try the script itself
 
-import { fork, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
@@ -34,21 +47,25 @@ import net from 'node:net'
 import os from 'node:os'
 import { createParser } from 'eventsource-parser'
 import WebSocket from 'ws'
-import { ensureBuilt, quantile, root, within } from './util.mjs'
+import { curvePhase, limitPhase, measureServerFiles, plan, startFleet, MEMORY_LIMIT_MB } from './soak-limit.mjs'
+import { Server, limits, pinned } from './soak-processes.mjs'
+import { curveSection, limitSection, projectionSection, renderCurveChart } from './soak-report.mjs'
+import { ensureBuilt, quantile, root, within, wrapCommand } from './util.mjs'
 
 const quick = process.argv.includes('--quick')
 const scale = quick ? 0.1 : 1
 
-const IDLE = { sse: 5000 * scale, ws: 5000 * scale }
 const FANOUT = { sse: 50, ws: 50, events: 10000 * scale, sampled: 5, batch: 16 }
 // The warm-up lets V8 grow its young generation to the size this load keeps it at (heapTotal goes
 // from about 31 to 48 MB over the first 2,000 cycles or so, then stays): memory V8 keeps committed,
 // not a leak, and what a cold baseline would count as RSS growth. The cold figures are reported too.
 const CHURN = { warmup: 2500 * scale, cycles: 10000 * scale, checkpoints: 4, concurrency: 64 }
 const LATENCY = { clients: 20, gapMs: 20, warmMs: 500, measureMs: quick ? 1500 : 4000, quietMs: 1000 }
-const MEMORY_LIMIT_MB = 10
+/** The share of the file limit phase 1 must hold as connections. */
+const HELD_SHARE = 0.9
 const UPGRADES_PER_SECOND = 50
-const LOCAL_ADDRESSES = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1}`)
+// The driver's own clients (phases 3-5): 127.0.0.1 and addresses above those of the load generator processes.
+const LOCAL_ADDRESSES = ['127.0.0.1', ...Array.from({ length: 7 }, (_, i) => `127.0.0.${200 + i}`)]
 const SSE_READY = Buffer.from(': subscribed')
 const WS_READY = Buffer.from('"event":"ready"')
 const MARKER = Buffer.from('"n":')
@@ -82,105 +99,11 @@ async function until (condition, what, { stallMs = 10000, progress = () => 0 } =
 
 ensureBuilt('soak')
 
-const pinned = os.availableParallelism() > 1 && spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' }).status === 0
+if (pinned) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' })
 const niceable = spawnSync('nice', ['-n', '10', 'true']).status === 0
-const fdLimit = Number(spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim())
-if (fdLimit < IDLE.sse + IDLE.ws + 200) {
-  console.error(`soak: ulimit -n is ${fdLimit}; phase 1 needs ${IDLE.sse + IDLE.ws + 200} descriptors per process (ulimit -n 20000)`)
+if (!Number.isFinite(limits.hard)) {
+  console.error('soak: the hard limit of open files is unlimited here; the soak sizes itself by it')
   process.exit(1)
-}
-
-// ---- the server process ----
-
-/**
- * @typedef {object} Stats
- * @property {number} heapUsed
- * @property {number} rss
- * @property {number} sse open SSE streams
- * @property {number} ws open WebSocket connections
- * @property {number} wsSockets sockets ws still holds
- * @property {number} heapTotal
- */
-
-class Server {
-  /** @type {import('node:child_process').ChildProcess} */
-  child
-  port = 0
-  #nextId = 0
-  /** @type {Map<number, { resolve: (value: any) => void, reject: (err: Error) => void }>} */
-  #pending = new Map()
-
-  /** @param {string[]} args */
-  constructor (args) {
-    const script = `${root}bench/soak-server.mjs`
-    /** @type {import('node:child_process').StdioOptions} */
-    const stdio = ['ignore', 'inherit', 'inherit', 'ipc']
-    // fork() gives the IPC channel; taskset in front of node pins the server to CPU 1.
-    this.child = pinned
-      ? fork(script, args, { cwd: root, stdio, execPath: 'taskset', execArgv: ['-c', '1', process.execPath, '--expose-gc'] })
-      : fork(script, args, { cwd: root, stdio, execArgv: ['--expose-gc'] })
-    this.child.on('message', (/** @type {any} */ message) => {
-      if (message.ready === true) {
-        this.port = Number(message.port)
-        this.#pending.get(-1)?.resolve(undefined)
-        return
-      }
-      const waiter = this.#pending.get(message.id)
-      this.#pending.delete(message.id)
-      if (message.error !== undefined) waiter?.reject(new Error(`server: ${message.error}`))
-      else waiter?.resolve(message)
-    })
-    this.child.on('exit', (code, signal) => {
-      for (const waiter of this.#pending.values()) waiter.reject(new Error(`the server exited (${code ?? signal})`))
-      this.#pending.clear()
-    })
-  }
-
-  /** @param {string[]} [args] */
-  static async start (args = []) {
-    const server = new Server(args)
-    await within(new Promise((resolve, reject) => server.#pending.set(-1, { resolve, reject })), 15000, 'the server start')
-    server.#pending.delete(-1)
-    return server
-  }
-
-  /**
-   * @param {string} cmd
-   * @param {Record<string, unknown>} [args]
-   * @param {number} [timeout]
-   * @returns {Promise<any>}
-   */
-  request (cmd, args = {}, timeout = 30000) {
-    const id = this.#nextId++
-    return within(new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject })
-      this.child.send({ id, cmd, ...args })
-    }), timeout, `the server's answer to ${cmd}`)
-  }
-
-  /** @param {boolean} gc @returns {Promise<Stats>} */
-  stats (gc) {
-    return this.request('stats', { gc })
-  }
-
-  /** Waits until the server holds no connection. */
-  async drained () {
-    /** @type {Stats} */
-    let stats = await this.stats(false)
-    const deadline = Date.now() + 30000
-    while (stats.sse + stats.ws + stats.wsSockets > 0) {
-      if (Date.now() > deadline) throw new Error(`the server still holds ${stats.sse} SSE streams and ${stats.ws} WebSocket connections (${stats.wsSockets} sockets)`)
-      await sleep(50)
-      stats = await this.stats(false)
-    }
-  }
-
-  async close () {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return
-    const exited = new Promise((resolve) => this.child.once('exit', resolve))
-    await this.request('close', {}, 10000).catch(() => {})
-    await within(exited, 10000, 'the server exit').catch(() => this.child.kill('SIGKILL'))
-  }
 }
 
 // ---- lean raw clients ----
@@ -316,68 +239,7 @@ function frameReader (onText) {
   }
 }
 
-// ---- phase 1: idle connections ----
-
-/**
- * @typedef {object} IdleResult
- * @property {number} connections
- * @property {number} heapPerConnection
- * @property {number} rssPerConnection
- * @property {number} heapMB
- * @property {number} rssMB
- * @property {number} openSeconds
- * @property {number} reached clients that got the one published event
- */
-
-/** @returns {Promise<IdleResult>} */
-async function idlePhase () {
-  const total = IDLE.sse + IDLE.ws
-  log(`\nphase 1: ${total.toLocaleString('en-US')} idle connections (${IDLE.sse} SSE, ${IDLE.ws} WebSocket)`)
-  const server = await Server.start(['--heartbeat=0'])
-  try {
-    // Warm-up: code paths compiled, pools allocated, before the baseline.
-    const warm = await pool(200, 50, (i) => openRaw(i % 2 === 0 ? 'sse' : 'ws', server.port, i % 2 === 0 ? '/sse?topic=idle' : '/ws?topic=idle'))
-    for (const client of warm) client.socket.destroy()
-    await server.drained()
-    const base = await server.stats(true)
-    const started = performance.now()
-    let opened = 0
-    const clients = await pool(total, 256, async (i) => {
-      const client = await openRaw(i % 2 === 0 ? 'sse' : 'ws', server.port, i % 2 === 0 ? '/sse?topic=idle' : '/ws?topic=idle')
-      if (++opened % 2000 === 0) log(`  ${opened} open`)
-      return client
-    })
-    const openSeconds = (performance.now() - started) / 1000
-    const open = await server.stats(false)
-    if (open.sse !== IDLE.sse || open.ws !== IDLE.ws) throw new Error(`the server counts ${open.sse} SSE and ${open.ws} WebSocket connections`)
-    const loaded = await server.stats(true)
-    const heapPerConnection = (loaded.heapUsed - base.heapUsed) / total
-    const rssPerConnection = (loaded.rss - base.rss) / total
-    log(`  all ${total} confirmed in ${openSeconds.toFixed(1)} s; server heap ${(loaded.heapUsed / MB).toFixed(1)} MB, RSS ${(loaded.rss / MB).toFixed(1)} MB`)
-    log(`  per connection: ${heapPerConnection.toFixed(0)} bytes of heap, ${rssPerConnection.toFixed(0)} bytes of RSS`)
-    await server.request('publish', { topic: 'idle', count: 1, batch: 1 })
-    const reached = () => clients.filter((client) => client.count >= 1).length
-    await until(() => reached() === total, 'the event reaching every connection', { progress: reached })
-    const extra = clients.filter((client) => client.count > 1).length
-    if (extra > 0) throw new Error(`${extra} connections got the event more than once`)
-    log(`  one event published: received by ${reached()} of ${total}`)
-    for (const client of clients) client.socket.destroy()
-    await server.drained()
-    return {
-      connections: total,
-      heapPerConnection,
-      rssPerConnection,
-      heapMB: loaded.heapUsed / MB,
-      rssMB: loaded.rss / MB,
-      openSeconds,
-      reached: reached()
-    }
-  } finally {
-    await server.close()
-  }
-}
-
-// ---- phase 2: fan-out ----
+// ---- phase 3: fan-out ----
 
 /**
  * @typedef {object} FanoutResult
@@ -433,7 +295,7 @@ function sequenceError (ticks, count) {
 async function fanoutPhase () {
   const subscribers = FANOUT.sse + FANOUT.ws
   const deliveries = subscribers * FANOUT.events
-  log(`\nphase 2: ${deliveries.toLocaleString('en-US')} deliveries (${subscribers} subscribers, ${FANOUT.sse} SSE and ${FANOUT.ws} WebSocket, x ${FANOUT.events.toLocaleString('en-US')} events)`)
+  log(`\nphase 3: ${deliveries.toLocaleString('en-US')} deliveries (${subscribers} subscribers, ${FANOUT.sse} SSE and ${FANOUT.ws} WebSocket, x ${FANOUT.events.toLocaleString('en-US')} events)`)
   const server = await Server.start(['--heartbeat=0'])
   try {
     const path = (/** @type {string} */ kind) => kind === 'sse' ? '/sse?topic=fanout' : '/ws?topic=fanout'
@@ -492,7 +354,7 @@ async function fanoutPhase () {
   }
 }
 
-// ---- phase 3: churn ----
+// ---- phase 4: churn ----
 
 /**
  * @typedef {object} ChurnResult
@@ -532,14 +394,14 @@ async function cycle (port, i) {
 
 /** @returns {Promise<ChurnResult>} */
 async function churnPhase () {
-  log(`\nphase 3: ${CHURN.cycles.toLocaleString('en-US')} connect/subscribe/disconnect cycles (after ${CHURN.warmup.toLocaleString('en-US')} to warm up)`)
+  log(`\nphase 4: ${CHURN.cycles.toLocaleString('en-US')} connect/subscribe/disconnect cycles (after ${CHURN.warmup.toLocaleString('en-US')} to warm up)`)
   const server = await Server.start(['--heartbeat=0'])
   try {
     const cold = await server.stats(true)
     await pool(CHURN.warmup, CHURN.concurrency, (i) => cycle(server.port, i))
     await server.drained()
     const before = await server.stats(true)
-    const megabytes = (/** @type {Stats} */ stats) => `heap ${(stats.heapUsed / MB).toFixed(1)} MB, RSS ${(stats.rss / MB).toFixed(1)} MB`
+    const megabytes = (/** @type {import('./soak-processes.mjs').Stats} */ stats) => `heap ${(stats.heapUsed / MB).toFixed(1)} MB, RSS ${(stats.rss / MB).toFixed(1)} MB`
     log(`  cold: ${megabytes(cold)}; after the warm-up: ${megabytes(before)}`)
     /** @type {string[]} */
     const trajectory = []
@@ -582,7 +444,7 @@ function signed (value) {
   return `${value >= 0 ? '+' : ''}${value.toFixed(1)} MB`
 }
 
-// ---- phase 4: hostile peers ----
+// ---- phase 5: hostile peers ----
 
 /**
  * @typedef {object} LatencyRow
@@ -629,11 +491,8 @@ async function measureEcho (clients, ms) {
  * @returns {Promise<{ run: (attacks: string[]) => Promise<void>, stop: () => Promise<Record<string, { connections: number, errors: number }>>, close: () => void }>}
  */
 async function startAttackers (port) {
-  const script = `${root}bench/soak-attackers.mjs`
-  const prefix = [...(niceable ? ['nice', '-n', '10'] : []), ...(pinned ? ['taskset', '-c', '0'] : [])]
-  const child = prefix.length === 0
-    ? fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    : fork(script, [], { execPath: prefix[0], execArgv: [...prefix.slice(1), process.execPath], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const [command = process.execPath, ...args] = wrapCommand([process.execPath, `${root}bench/soak-attackers.mjs`], { cpu: pinned ? 0 : undefined, nice: niceable ? 10 : undefined })
+  const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   /** @param {string} key */
   const next = (key) => within(new Promise((resolve) => {
     const onMessage = (/** @type {any} */ message) => {
@@ -665,7 +524,7 @@ const FIREHOSE = { bytes: 16 * 1024, everyMs: 2 }
 
 /** @returns {Promise<LatencyRow[]>} */
 async function hostilePhase () {
-  log(`\nphase 4: echo latency of ${LATENCY.clients} well-behaved WebSocket clients, alone and next to hostile peers`)
+  log(`\nphase 5: echo latency of ${LATENCY.clients} well-behaved WebSocket clients, alone and next to hostile peers`)
   // With the per-address upgrade budget a user facing such peers would set (50 upgrades/s).
   const server = await Server.start([`--upgrades-per-second=${UPGRADES_PER_SECOND}`])
   const attackers = await startAttackers(server.port)
@@ -726,7 +585,16 @@ async function hostilePhase () {
 
 // ---- the run ----
 
-/** @type {{ idle?: IdleResult, fanout?: FanoutResult, churn?: ChurnResult, latency?: LatencyRow[] }} */
+// --only=limit,curve,fanout,churn,hostile runs some phases (the others are reported as not run).
+const PHASES = ['limit', 'curve', 'fanout', 'churn', 'hostile']
+const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length).split(',') ?? PHASES
+const unknownPhases = only.filter((name) => !PHASES.includes(name))
+if (unknownPhases.length > 0) {
+  console.error(`soak: no phase ${unknownPhases.join(', ')}; phases: ${PHASES.join(', ')}`)
+  process.exit(2)
+}
+
+/** @type {{ limit?: import('./soak-limit.mjs').LimitResult, curve?: import('./soak-limit.mjs').CurveResult[], fanout?: FanoutResult, churn?: ChurnResult, latency?: LatencyRow[] }} */
 const results = {}
 /** @type {string[]} */
 const failures = []
@@ -738,6 +606,7 @@ const loadAtStart = os.loadavg()
  * @param {() => Promise<void>} body
  */
 async function phase (name, body) {
+  if (!only.includes(name.split(' ')[0] ?? '')) return
   try {
     await body()
   } catch (err) {
@@ -746,19 +615,35 @@ async function phase (name, body) {
   }
 }
 
-await phase('phase 1 (idle)', async () => { results.idle = await idlePhase() })
-await phase('phase 2 (fan-out)', async () => {
+const sized = plan(await measureServerFiles(), quick)
+if (only.includes('limit') || only.includes('curve')) {
+  const fleet = await startFleet(sized)
+  try {
+    await phase('limit (phase 1)', async () => {
+      const limit = results.limit = await limitPhase(sized, fleet, log)
+      const share = limit.connections / sized.hardLimit
+      if (!quick && share < HELD_SHARE) failures.push(`phase 1: ${limit.connections} connections are ${(share * 100).toFixed(1)}% of the file limit, under ${HELD_SHARE * 100}%`)
+      if (limit.lost !== 0) failures.push(`phase 1: ${limit.lost} deliveries lost`)
+      if (limit.duplicated !== 0) failures.push(`phase 1: ${limit.duplicated} connections got an event twice`)
+      if (limit.heapDeltaMB > MEMORY_LIMIT_MB) failures.push(`phase 1: the heap is ${limit.heapDeltaMB.toFixed(1)} MB over its baseline after every connection left`)
+    })
+    await phase('curve (phase 2)', async () => { results.curve = await curvePhase(sized, fleet, quick, log) })
+  } finally {
+    await fleet.exit()
+  }
+}
+await phase('fanout (phase 3)', async () => {
   const fanout = results.fanout = await fanoutPhase()
-  if (fanout.lost !== 0) failures.push(`phase 2: ${fanout.lost} deliveries lost`)
-  if (fanout.duplicated !== 0) failures.push(`phase 2: ${fanout.duplicated} deliveries duplicated`)
-  if (fanout.sequenceErrors.length > 0) failures.push(`phase 2: ${fanout.sequenceErrors.join('; ')}`)
+  if (fanout.lost !== 0) failures.push(`phase 3: ${fanout.lost} deliveries lost`)
+  if (fanout.duplicated !== 0) failures.push(`phase 3: ${fanout.duplicated} deliveries duplicated`)
+  if (fanout.sequenceErrors.length > 0) failures.push(`phase 3: ${fanout.sequenceErrors.join('; ')}`)
 })
-await phase('phase 3 (churn)', async () => {
+await phase('churn (phase 4)', async () => {
   const churn = results.churn = await churnPhase()
-  if (churn.heapDeltaMB > MEMORY_LIMIT_MB) failures.push(`phase 3: heap grew by ${churn.heapDeltaMB.toFixed(1)} MB`)
-  if (churn.rssDeltaMB > MEMORY_LIMIT_MB) failures.push(`phase 3: RSS grew by ${churn.rssDeltaMB.toFixed(1)} MB`)
+  if (churn.heapDeltaMB > MEMORY_LIMIT_MB) failures.push(`phase 4: heap grew by ${churn.heapDeltaMB.toFixed(1)} MB`)
+  if (churn.rssDeltaMB > MEMORY_LIMIT_MB) failures.push(`phase 4: RSS grew by ${churn.rssDeltaMB.toFixed(1)} MB`)
 })
-await phase('phase 4 (hostile peers)', async () => { results.latency = await hostilePhase() })
+await phase('hostile (phase 5)', async () => { results.latency = await hostilePhase() })
 
 // ---- docs/soak.md ----
 
@@ -778,29 +663,29 @@ const lines = [
   `| memory | ${fmt(os.totalmem() / 1024 ** 3, 1)} GiB |`,
   `| OS | ${os.type()} ${os.release()} |`,
   `| Node.js | ${process.version} |`,
-  `| pinning | ${pinned ? 'server on CPU 1, load generator (and niced hostile peers) on CPU 0' : 'none (one core, or no taskset)'} |`,
+  `| pinning | ${pinned ? 'servers on CPU 1, load generator (and niced hostile peers) on CPU 0' : 'none (one core, or no taskset)'} |`,
+  `| open files | soft ${fmt(limits.soft)}, hard ${fmt(limits.hard)} (every process of the run gets the hard limit as its soft one) |`,
   `| date | ${startedAt.toISOString()} |`,
   `| load average at start | ${loadAtStart.map((load) => load.toFixed(2)).join(', ')} (other work on the machine shows in the latency figures) |`,
   `| result | ${failures.length === 0 ? 'pass' : `**fail**: ${failures.join('; ')}`} |`,
   ''
 ]
-const { idle, fanout, churn, latency } = results
-lines.push('## 1. Idle connections', '', '| connections | SSE | WebSocket | opened in | server heap | server RSS | heap / connection | RSS / connection | one event reached |', '|---|---|---|---|---|---|---|---|---|')
-lines.push(idle === undefined
-  ? '| failed | | | | | | | | |'
-  : `| ${fmt(idle.connections)} | ${fmt(IDLE.sse)} | ${fmt(IDLE.ws)} | ${fmt(idle.openSeconds, 1)} s | ${fmt(idle.heapMB, 1)} MB | ${fmt(idle.rssMB, 1)} MB | ${fmt(idle.heapPerConnection)} bytes | ${fmt(idle.rssPerConnection)} bytes | ${fmt(idle.reached)} |`)
-lines.push('', 'Memory after a full GC, minus the same after a warm-up with no connection open (kernel socket buffers are not in RSS).', '')
-lines.push('## 2. Fan-out to readers that keep up', '', '| subscribers | events each | deliveries | delivered | lost | duplicated | time | deliveries/s | sequences checked |', '|---|---|---|---|---|---|---|---|---|')
+const { limit, curve, fanout, churn, latency } = results
+lines.push(...limitSection(limit))
+lines.push(...curveSection(curve))
+if (curve !== undefined && curve.length > 0) await renderCurveChart(curve, `${root}docs/soak-curve.svg`)
+lines.push(...projectionSection(limit, curve))
+lines.push('## 4. Fan-out to readers that keep up', '', '| subscribers | events each | deliveries | delivered | lost | duplicated | time | deliveries/s | sequences checked |', '|---|---|---|---|---|---|---|---|---|')
 lines.push(fanout === undefined
   ? '| failed | | | | | | | | |'
   : `| ${fanout.subscribers} (${FANOUT.sse} SSE, ${FANOUT.ws} WS) | ${fmt(fanout.events)} | ${fmt(fanout.deliveries)} | ${fmt(fanout.delivered)} | ${fmt(fanout.lost)} | ${fmt(fanout.duplicated)} | ${fmt(fanout.seconds, 2)} s | ${fmt(fanout.delivered / fanout.seconds)} | ${fanout.sampled}, ${fanout.sequenceErrors.length === 0 ? 'complete and in order' : fanout.sequenceErrors.join('; ')} |`)
 lines.push('')
-lines.push('## 3. Connect/disconnect churn', '', '| cycles | time | heap before | heap after | heap delta | RSS before | RSS after | RSS delta | limit |', '|---|---|---|---|---|---|---|---|---|')
+lines.push('## 5. Connect/disconnect churn', '', '| cycles | time | heap before | heap after | heap delta | RSS before | RSS after | RSS delta | limit |', '|---|---|---|---|---|---|---|---|---|')
 lines.push(churn === undefined
   ? '| failed | | | | | | | | |'
   : `| ${fmt(churn.cycles)} | ${fmt(churn.seconds, 1)} s | ${fmt(churn.heapBeforeMB, 1)} MB | ${fmt(churn.heapAfterMB, 1)} MB | ${signed(churn.heapDeltaMB)} | ${fmt(churn.rssBeforeMB, 1)} MB | ${fmt(churn.rssAfterMB, 1)} MB | ${signed(churn.rssDeltaMB)} | ${MEMORY_LIMIT_MB} MB |`)
 lines.push('', `SSE and WebSocket in turn, each subscribed (confirmed by the server), then gone: SSE by a FIN or an abrupt close, WebSocket by a close handshake or an abrupt close; ${CHURN.concurrency} at a time. Memory is the server's after a full GC with no connection open. "Before" is after ${fmt(CHURN.warmup)} warm-up cycles, during which V8 grows its young generation to the size it keeps under this load${churn === undefined ? '' : ` (heapTotal ${fmt(churn.heapTotalBeforeMB, 1)} MB after it, ${fmt(churn.heapTotalAfterMB, 1)} MB at the end)`}; from a cold start${churn === undefined ? '' : ` (heap ${fmt(churn.heapColdMB, 1)} MB, RSS ${fmt(churn.rssColdMB, 1)} MB)`} that growth would count as RSS. After every ${fmt(CHURN.cycles / CHURN.checkpoints)} cycles: ${churn?.trajectory.join('; ') ?? '-'}.`, '')
-lines.push('## 4. Latency of well-behaved clients next to hostile peers', '', `${LATENCY.clients} WebSocket clients, each with one echo request in flight and ${LATENCY.gapMs} ms between requests: ${LATENCY.measureMs / 1000} s with no hostile peer, then ${LATENCY.measureMs / 1000} s next to them (after ${LATENCY.warmMs} ms to start). The server runs with \`upgradeRateLimit: { upgrades: ${UPGRADES_PER_SECOND}, intervalMs: 1000 }\` (per address; refused upgrades get 429, and the hostile peers retry 10 ms later). The server's event-loop delay (\`monitorEventLoopDelay\`, 1 ms resolution) is measured in the server over the same windows: it is what any connection's work waited for, free of the measuring process's own scheduling on a core it shares with the hostile peers. A ratio over 2x is flagged.`, '', '| hostile peers | p50 alone | p50 with them | ratio | p99 alone | p99 with them | ratio | server loop delay p99 alone | with them | ratio | round trips | what they did |', '|---|---|---|---|---|---|---|---|---|---|---|---|')
+lines.push('## 6. Latency of well-behaved clients next to hostile peers', '', `${LATENCY.clients} WebSocket clients, each with one echo request in flight and ${LATENCY.gapMs} ms between requests: ${LATENCY.measureMs / 1000} s with no hostile peer, then ${LATENCY.measureMs / 1000} s next to them (after ${LATENCY.warmMs} ms to start). The server runs with \`upgradeRateLimit: { upgrades: ${UPGRADES_PER_SECOND}, intervalMs: 1000 }\` (per address; refused upgrades get 429, and the hostile peers retry 10 ms later). The server's event-loop delay (\`monitorEventLoopDelay\`, 1 ms resolution) is measured in the server over the same windows: it is what any connection's work waited for, free of the measuring process's own scheduling on a core it shares with the hostile peers. A ratio over 2x is flagged.`, '', '| hostile peers | p50 alone | p50 with them | ratio | p99 alone | p99 with them | ratio | server loop delay p99 alone | with them | ratio | round trips | what they did |', '|---|---|---|---|---|---|---|---|---|---|---|---|')
 for (const row of latency ?? []) {
   const ratio = (/** @type {number} */ value) => `${fmt(value, 2)}x${value > 2 ? ' **over 2x**' : ''}`
   lines.push(`| ${row.scenario} | ${fmt(row.baselineP50, 2)} ms | ${fmt(row.p50, 2)} ms | ${ratio(row.p50 / row.baselineP50)} | ${fmt(row.baselineP99, 2)} ms | ${fmt(row.p99, 2)} ms | ${ratio(row.p99 / row.baselineP99)} | ${fmt(row.baselineLoopP99, 1)} ms | ${fmt(row.loopP99, 1)} ms | ${ratio(row.loopP99 / row.baselineLoopP99)} | ${fmt(row.samples)} | ${row.peers} |`)
@@ -812,8 +697,8 @@ writeFileSync(`${root}docs/soak.md`, lines.join('\n'))
 
 if (failures.length > 0) console.error(`\nsoak: FAILED: ${failures.join('; ')}`)
 else log('\nsoak: every phase passed; results in docs/soak.md')
-const connections = idle?.connections ?? 0
-const events = fanout?.delivered ?? 0
-const lost = fanout === undefined ? FANOUT.events * (FANOUT.sse + FANOUT.ws) : fanout.lost
-log(`soak: ${connections} connections, ${events} events, ${lost} lost, ${Math.round(idle?.rssPerConnection ?? NaN)} bytes/connection, ${(churn?.heapDeltaMB ?? NaN).toFixed(1)} MB heap delta`)
+const connections = limit?.connections ?? 0
+const events = (limit?.delivered ?? 0) + (fanout?.delivered ?? 0)
+const lost = (limit === undefined ? sized.connections * 5 : limit.lost) + (fanout === undefined ? FANOUT.events * (FANOUT.sse + FANOUT.ws) : fanout.lost)
+log(`soak: ${connections} connections, ${events} events, ${lost} lost, ${Math.round(limit?.rssPerConnection ?? NaN)} bytes/connection, ${(churn?.heapDeltaMB ?? NaN).toFixed(1)} MB heap delta`)
 process.exit(failures.length === 0 ? 0 : 1)

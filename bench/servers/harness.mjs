@@ -7,6 +7,7 @@
 //   { cmd: 'publish', from, count }  -> publishes events from..from+count-1 as fast as backpressure
 //                                       allows, starting a measured window; -> { type: 'published', start, publishMs }
 //   { cmd: 'publish', from, count, rate } -> the same at a fixed rate (events/s), for latency
+//   (a window starts with a full GC, unless the message says `gc: false`)
 //   { cmd: 'mark' }                  -> starts a measured window without publishing (echo) -> { type: 'marked', start }
 //   { cmd: 'stop' }                  -> ends the window -> { type: 'stopped', cpuMs, userMs, systemMs, wallMs,
 //                                       waits, waitMs } (how often and how long the publisher waited for drain)
@@ -222,8 +223,8 @@ export async function serve (create) {
 
   /** @type {{ cpu: NodeJS.CpuUsage, wall: number } | undefined} */
   let window
-  const startWindow = () => {
-    globalThis.gc?.()
+  const startWindow = (gc = true) => {
+    if (gc) globalThis.gc?.()
     window = { cpu: process.cpuUsage(), wall: performance.now() }
     return performance.timeOrigin + window.wall
   }
@@ -235,7 +236,7 @@ export async function serve (create) {
           send({ type: 'count', subscribers: impl.subscribers(), sockets: sockets.size })
           break
         case 'publish': {
-          const start = startWindow()
+          const start = startWindow(message.gc !== false)
           if (message.rate === undefined) await publish(message.from, message.count)
           else await publishAtRate(message.from, message.count, message.rate)
           send({ type: 'published', start, publishMs: performance.timeOrigin + performance.now() - start })
