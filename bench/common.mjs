@@ -55,6 +55,12 @@ export function withBaseline (implementations) {
     : [impl])
 }
 
+/**
+ * `--only=a,b`: the implementations (files of bench/servers/, without .mjs) a suite runs, for a
+ * profile or a quick look; the baseline and ceiling run too when a ratio needs them. All when absent.
+ */
+export const ONLY = args.get('only')?.split(',')
+
 /** Absolute time in ms, comparable across the processes of this machine. */
 export const clock = () => performance.timeOrigin + performance.now()
 

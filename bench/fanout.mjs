@@ -16,14 +16,16 @@
 // included. Derived: events/s (published events, each delivered to C clients), deliveries/s
 // (events x clients), server CPU s per 1M deliveries, deliveries per server-CPU-second and its ratio
 // to the baseline's in the same repetition (the table shows the median of those per-repetition
-// ratios and their min-max). Latency (ms, from the send timestamp to the arrival of the chunk):
+// ratios and their min-max), and the same ratio to the hand-optimised ceiling (the same event framed
+// once and corked per tick, written by hand), which fastify-realtime must keep at 0.9x or more:
+// each size ends with a line saying whether it does. Latency (ms, from the send timestamp to the arrival of the chunk):
 // "saturated" in the measured window, which is mostly time spent queued in socket buffers (the
 // kernel's included), so a faster publisher fills them more; "paced" in the latency window.
 // Loss, duplicates, reordering or a closed connection fail the run.
 
 import { checkFanout } from './check.mjs'
 import {
-  BATCH, REPS, clock, fixed, machineInfo, markerCounter, median, openClient, openMany, quantile, quick,
+  BATCH, ONLY, REPS, clock, fixed, machineInfo, markerCounter, median, openClient, openMany, quantile, quick,
   sampledCounter, spread, startServer, table, until, waitSubscribers, writeResults
 } from './common.mjs'
 
@@ -46,6 +48,9 @@ const SAMPLED_CLIENTS = 10
 const STALL_MS = 10000
 const PACED_DELIVERIES = 20000
 const PACED_MS = 500
+/** fastify-realtime must deliver at least this share of the hand-optimised ceiling's deliveries per CPU-second. */
+const CEILING_SHARE = 0.9
+const OURS = 'fastify-realtime'
 
 /**
  * One run: a fresh server, C clients, the warm-up window, the measured window.
@@ -167,11 +172,13 @@ async function once (impl, protocol, path, size) {
  * @param {'sse' | 'ws'} suite.transport
  * @param {string} suite.path
  * @param {Array<FanoutImplementation & { protocol?: 'socket.io' }>} suite.implementations the baseline first
+ * @param {string} suite.ceiling the hand-optimised implementation fastify-realtime is held to (at least CEILING_SHARE of it)
  * @param {FanoutSize[]} suite.sizes
  * @param {string[]} suite.packages whose versions go into the results
  * @param {string[]} suite.notes printed under the header and kept in the JSON
  */
-export async function runFanout ({ name, transport, path, implementations, sizes, packages, notes }) {
+export async function runFanout ({ name, transport, path, implementations: all, ceiling, sizes, packages, notes }) {
+  const implementations = all.filter((impl, i) => ONLY === undefined || i === 0 || impl.name === ceiling || ONLY.includes(impl.server))
   const machine = machineInfo(packages)
   console.log(`${name}: ${implementations.map((impl) => impl.name).join(', ')}; ${REPS} repetitions; ${sizes.map((size) => `${size.clients} clients x ${size.events} events`).join(', ')}; ${BATCH} events per tick; Node ${machine.node}; ${machine.cores} cores (${machine.cpu}); pinned: ${machine.pinned}`)
   for (const note of notes) console.log(`  ${note}`)
@@ -209,14 +216,20 @@ export async function runFanout ({ name, transport, path, implementations, sizes
   const baseline = implementations[0]?.name ?? ''
   /** @type {Record<string, object[]>} */
   const summary = {}
+  /** @type {string[]} */
+  const verdicts = []
   for (const size of sizes) {
     const bySize = runs[String(size.clients)] ?? {}
     const base = bySize[baseline] ?? []
+    const top = bySize[ceiling] ?? []
+    /** @param {Array<{ deliveriesPerCpuSecond: number }>} results @param {Array<{ deliveriesPerCpuSecond: number }>} against */
+    const ratiosOf = (results, against) => results.map((result, rep) => result.deliveriesPerCpuSecond / (against[rep]?.deliveriesPerCpuSecond ?? NaN))
     const rate = PACED_DELIVERIES / size.clients
-    const rows = [['implementation', 'events/s', 'deliveries/s', 'spread (deliveries/s)', 'CPU s / 1M deliveries', `deliveries per CPU-s vs ${baseline}`, 'ratio spread', 'p50 / p99 ms saturated', `p50 / p99 ms at ${rate} events/s`]]
+    const rows = [['implementation', 'events/s', 'deliveries/s', 'spread (deliveries/s)', 'CPU s / 1M deliveries', `deliveries per CPU-s vs ${baseline}`, 'ratio spread', `vs ${ceiling}`, 'ratio spread', 'p50 / p99 ms saturated', `p50 / p99 ms at ${rate} events/s`]]
     summary[size.clients] = implementations.map((impl) => {
       const results = bySize[impl.name] ?? []
-      const ratios = results.map((result, rep) => result.deliveriesPerCpuSecond / (base[rep]?.deliveriesPerCpuSecond ?? NaN))
+      const ratios = ratiosOf(results, base)
+      const toCeiling = ratiosOf(results, top)
       const row = {
         implementation: impl.name,
         clients: size.clients,
@@ -230,6 +243,10 @@ export async function runFanout ({ name, transport, path, implementations, sizes
         ratio: median(ratios),
         ratioMin: Math.min(...ratios),
         ratioMax: Math.max(...ratios),
+        ceilingRatio: median(toCeiling),
+        ceilingRatioMin: Math.min(...toCeiling),
+        ceilingRatioMax: Math.max(...toCeiling),
+        eventsPerSecondCeilingRatio: median(results.map((result, rep) => result.eventsPerSecond / (top[rep]?.eventsPerSecond ?? NaN))),
         p50Ms: median(results.map((result) => result.p50Ms)),
         p99Ms: median(results.map((result) => result.p99Ms)),
         pacedRate: rate,
@@ -244,15 +261,23 @@ export async function runFanout ({ name, transport, path, implementations, sizes
         fixed(row.cpuSecondsPerMillion, 3),
         `${fixed(row.ratio, 2)}x`,
         spread(ratios, 2),
+        `${fixed(row.ceilingRatio, 2)}x`,
+        spread(toCeiling, 2),
         `${fixed(row.p50Ms, 1)} / ${fixed(row.p99Ms, 1)}`,
         `${fixed(row.pacedP50Ms, 2)} / ${fixed(row.pacedP99Ms, 2)}`
       ])
+      if (impl.name === OURS) {
+        const verdict = row.ceilingRatio >= CEILING_SHARE ? 'at or above' : 'BELOW'
+        verdicts.push(`${name}, ${size.clients} clients, ${BATCH} per tick: ${OURS} at ${fixed(row.ceilingRatio, 2)}x ${ceiling} in deliveries per CPU-second (${spread(toCeiling, 2)}; events/s ${fixed(row.eventsPerSecondCeilingRatio, 2)}x): ${verdict} ${CEILING_SHARE}x`)
+      }
       return row
     })
-    console.log(`\n${name}, ${size.clients} clients, ${size.events} events of 200 bytes (medians of ${REPS}):\n`)
+    console.log(`\n${name}, ${size.clients} clients, ${size.events} events of 200 bytes, ${BATCH} per tick (medians of ${REPS}):\n`)
     console.log(table(rows))
   }
+  console.log('')
+  for (const verdict of verdicts) console.log(verdict)
 
-  const file = writeResults(name, { machine, reps: REPS, quick, batch: BATCH, sizes, notes, implementations, summary, runs })
+  const file = writeResults(name, { machine, reps: REPS, quick, batch: BATCH, sizes, notes, implementations, ceiling, verdicts, summary, runs })
   console.log(`\nwritten: ${file}`)
 }

@@ -11,8 +11,10 @@
 // server reports process.memoryUsage() after gc(), 100 ms, gc(); CONNECTIONS connections open (at
 // most 200 handshakes at a time), each confirmed by its first bytes and then by the server's count
 // of subscribers; the server reports its memory again the same way. Per connection: the difference
-// divided by CONNECTIONS, for heapUsed, RSS and external memory. Every implementation keeps its
-// defaults (heartbeat timers included: none fires within a run). Nothing is sent on the
+// divided by CONNECTIONS, for heapUsed, RSS and external memory. fastify-realtime is held to the bare
+// Fastify route of its transport (a hijacked route; @fastify/websocket): its heap per connection at
+// most 10% above theirs, as the median of the per-repetition ratios; the run ends with that
+// verdict. Every implementation keeps its defaults (heartbeat timers included: none fires within a run). Nothing is sent on the
 // connections besides what each implementation writes by itself when one opens. The servers keep
 // per connection only what broadcasting with that library needs: a Set entry and a close listener
 // where the library has no registry (node:http, the hijacked route, @fastify/sse, fastify-sse-v2),
@@ -39,10 +41,14 @@ const WARM_UP = 20
  * @property {string} path
  */
 
-/** @type {Array<{ transport: string, implementations: IdleImplementation[] }>} */
+/** fastify-realtime's heap per connection must stay within this share above the bare Fastify route's. */
+const BARE_TOLERANCE = 0.1
+
+/** @type {Array<{ transport: string, bare: string, implementations: IdleImplementation[] }>} */
 const groups = [
   {
     transport: 'SSE',
+    bare: 'Fastify, hijacked route',
     implementations: withBaseline([
       { name: 'node:http', server: 'sse-raw', protocol: 'sse', path: '/events' },
       { name: 'Fastify, hijacked route', server: 'sse-hijack', protocol: 'sse', path: '/events' },
@@ -54,6 +60,7 @@ const groups = [
   },
   {
     transport: 'WS',
+    bare: '@fastify/websocket',
     implementations: withBaseline([
       { name: 'ws', server: 'ws-raw', protocol: 'ws', path: '/ws' },
       { name: '@fastify/websocket', server: 'ws-fastify', protocol: 'ws', path: '/ws' },
@@ -108,7 +115,9 @@ async function main () {
   const runs = {}
   /** @type {Record<string, object[]>} */
   const summary = {}
-  for (const { transport, implementations } of groups) {
+  /** @type {string[]} */
+  const verdicts = []
+  for (const { transport, bare, implementations } of groups) {
     /** @type {Record<string, Array<Awaited<ReturnType<typeof once>>>>} */
     const byImpl = Object.fromEntries(implementations.map((impl) => [impl.name, []]))
     runs[transport] = byImpl
@@ -125,13 +134,18 @@ async function main () {
     }
     const baseline = implementations[0]?.name ?? ''
     const baseHeap = median((byImpl[baseline] ?? []).map((result) => result.heapPerConnection))
-    const rows = [['implementation', 'heap KiB / connection', 'spread', `vs ${baseline}`, 'RSS KiB / connection', 'spread', 'external KiB / connection']]
+    const bareResults = byImpl[bare] ?? []
+    const bareHeap = median(bareResults.map((result) => result.heapPerConnection))
+    const rows = [['implementation', 'heap KiB / connection', 'spread', `vs ${baseline}`, `vs ${bare}`, 'ratio spread', 'RSS KiB / connection', 'spread', 'external KiB / connection']]
     summary[transport] = implementations.map((impl) => {
       const results = byImpl[impl.name] ?? []
       const heap = results.map((result) => kib(result.heapPerConnection))
       const rss = results.map((result) => kib(result.rssPerConnection))
+      // Per repetition: the two ran back to back in the same repetition.
+      const toBare = results.map((result, rep) => result.heapPerConnection / (bareResults[rep]?.heapPerConnection ?? NaN))
       const row = {
         implementation: impl.name,
+        bareRatio: median(toBare),
         heapKiB: median(heap),
         heapKiBMin: Math.min(...heap),
         heapKiBMax: Math.max(...heap),
@@ -145,17 +159,23 @@ async function main () {
         fixed(row.heapKiB, 2),
         spread(heap, 2),
         `${fixed(row.heapKiB / kib(baseHeap), 2)}x`,
+        `${fixed(row.bareRatio, 2)}x`,
+        spread(toBare, 2),
         fixed(row.rssKiB, 2),
         spread(rss, 2),
         fixed(row.externalKiB, 2)
       ])
+      if (impl.name === 'fastify-realtime') {
+        verdicts.push(`idle-memory, ${transport}: fastify-realtime ${fixed(row.heapKiB, 2)} KiB against ${fixed(kib(bareHeap), 2)} KiB for ${bare}: ${fixed(row.bareRatio, 2)}x (${spread(toBare, 2)}), ${row.bareRatio <= 1 + BARE_TOLERANCE ? 'within' : 'OVER'} ${BARE_TOLERANCE * 100}%`)
+      }
       return row
     })
     console.log(`\nidle-memory, ${transport}, ${CONNECTIONS} idle connections (medians of ${REPS}):\n`)
     console.log(table(rows))
     console.log()
   }
-  const file = writeResults('idle-memory', { machine, reps: REPS, quick, connections: CONNECTIONS, warmUp: WARM_UP, groups, summary, runs })
+  for (const verdict of verdicts) console.log(verdict)
+  const file = writeResults('idle-memory', { machine, reps: REPS, quick, connections: CONNECTIONS, warmUp: WARM_UP, groups, verdicts, summary, runs })
   console.log(`written: ${file}`)
 }
 

@@ -10,6 +10,7 @@
 //   npm run bench -- sse-fanout --batch=1   fan-out servers publish one event per tick (default 16)
 //   npm run bench -- --baseline=/tmp/base   fastify-realtime also as built in another checkout (its
 //                                           dist/), e.g. the previous release, next to this tree's
+//   npm run bench -- ws-fanout --only=ws-realtime   some implementations (files of bench/servers/; the baseline and ceiling run too)
 //   BENCH_SERVER_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench -- ws-echo   Node flags for every server
 // Suites read REDIS_URL where they measure Redis; results go to bench/results/ (gitignored).
 

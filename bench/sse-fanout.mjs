@@ -2,6 +2,9 @@
 // The sse-fanout suite: C = 100 and 1,000 SSE clients on one topic; the server publishes M events
 // of 200 bytes of JSON as fast as backpressure allows. Implementations (bench/servers/):
 //   raw node:http (baseline)  sse-raw.mjs          one formatted string per event, res.write() to each
+//   node:http, framed once, corked  sse-corked.mjs  the hand-optimised ceiling: the whole HTTP/1.1
+//                                                  chunk built once per event, written to each socket,
+//                                                  the sockets corked per tick
 //   @fastify/sse              sse-fastify-sse.mjs  reply.sse.send({ event, data }) per client
 //   fastify-sse-v2            sse-v2.mjs           an async iterable per client, reply.sse(iterable)
 //   better-sse                sse-better.mjs       Channel.broadcast()
@@ -22,11 +25,13 @@ await runFanout({
   path: '/events',
   implementations: withBaseline([
     { name: 'node:http', server: 'sse-raw' },
+    { name: 'node:http, framed once, corked', server: 'sse-corked' },
     { name: '@fastify/sse', server: 'sse-fastify-sse' },
     { name: 'fastify-sse-v2', server: 'sse-v2' },
     { name: 'better-sse', server: 'sse-better' },
     { name: 'fastify-realtime', server: 'sse-realtime' }
   ]),
+  ceiling: 'node:http, framed once, corked',
   sizes: [
     { clients: 100, events: Math.round(8000 * scale), warm: Math.round(800 * scale) },
     { clients: 1000, events: Math.round(300 * scale), warm: Math.round(30 * scale) }
