@@ -93,6 +93,8 @@ export interface ConsumerSlowEvent extends ConnectionInfo {
   /** The unsent bytes when the connection was closed. */
   readonly bufferedBytes: number
   readonly maxBufferedBytes: number
+  /** Set when an SSE stream was closed because its socket sent none of its unsent bytes for this long (`stallTimeout`). */
+  readonly stallTimeout?: number
 }
 
 /** The context of the {@link DiagnosticsChannel.WsHandler} tracing channel, shared by its five events. */

@@ -62,6 +62,16 @@ export function chunkedSocketOf (raw: ServerResponse | object): Socket | undefin
 }
 
 /**
+ * The bytes of a socket's write in progress that the kernel has not taken yet: libuv's write queue,
+ * which Node's handle reports as `writeQueueSize` and which falls as the kernel accepts each part
+ * (`writableLength` only falls once a whole write is done). 0 where the socket has no such handle. @internal
+ */
+export function queuedBytesOf (socket: Socket | null): number {
+  const size = (socket as unknown as { _handle?: { writeQueueSize?: unknown } | null } | null)?._handle?.writeQueueSize
+  return typeof size === 'number' ? size : 0
+}
+
+/**
  * Makes a ws WebSocket the client end of an already upgraded socket: ws only does that for sockets
  * it upgraded itself, so the server-mode instance is switched (`_isServer`) and given the socket
  * (`setSocket`). @internal

@@ -47,6 +47,13 @@ export function maxBufferedBytesOption (value: unknown, fallback?: number): numb
   return positiveInteger('maxBufferedBytes', value, fallback)
 }
 
+/** `stallTimeout` (ms an SSE socket may hold unsent bytes without sending any), or `fallback` when absent. @internal */
+export function stallTimeoutOption (value: unknown, fallback: number): number
+export function stallTimeoutOption (value: unknown, fallback?: undefined): number | undefined
+export function stallTimeoutOption (value: unknown, fallback?: number): number | undefined {
+  return positiveInteger('stallTimeout', value, fallback)
+}
+
 /** `maxPayload`, or `fallback` when absent. @internal */
 export function maxPayloadOption (value: unknown, fallback: number): number {
   return positiveInteger('maxPayload', value, fallback) as number

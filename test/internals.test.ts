@@ -2,6 +2,7 @@
 // test here fails by name when fastify, ws or Node moves what the library reads.
 import t from 'tap'
 import http from 'node:http'
+import net from 'node:net'
 import { once } from 'node:events'
 import Fastify, { type FastifyRequest } from 'fastify'
 import { createRequire } from 'node:module'
@@ -10,6 +11,7 @@ import {
   attachClientSocket,
   chunkedSocketOf,
   closeCodeOfWsError,
+  queuedBytesOf,
   requestSignalController,
   tcpSocketOf
 } from '../lib/internals.js'
@@ -129,4 +131,33 @@ t.test('node:http: a chunked HTTP/1.1 response written through Node\'s own write
     await response.text()
   }
   t.same(results, [true, true, true, true])
+})
+
+t.test('node:net: a socket\'s handle reports the bytes of its write in progress the kernel has not taken (writeQueueSize)', async (t) => {
+  const accepted: net.Socket[] = []
+  const server = net.createServer((socket) => { accepted.push(socket) })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const reader = net.connect((server.address() as { port: number }).port, '127.0.0.1')
+  await once(reader, 'connect')
+  reader.pause()
+  while (accepted.length === 0) await new Promise((resolve) => setImmediate(resolve))
+  const writer = accepted[0] as net.Socket
+  t.equal(queuedBytesOf(writer), 0, 'nothing queued before any write')
+  // Write to a peer that never reads until the kernel's buffers are full and a write stays queued.
+  const block = Buffer.alloc(256 * 1024, 'q')
+  for (let i = 0; i < 1000 && queuedBytesOf(writer) === 0; i++) {
+    writer.write(block)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  const queued = queuedBytesOf(writer)
+  t.ok(queued > 0 && queued <= writer.writableLength, `${queued} bytes queued of ${writer.writableLength} unsent`)
+  reader.resume()
+  while (queuedBytesOf(writer) >= queued) await new Promise((resolve) => setImmediate(resolve))
+  t.pass('the queue falls as the peer reads')
+  writer.destroy()
+  reader.destroy()
+  t.equal(queuedBytesOf(writer), 0, 'a destroyed socket (no handle) reports 0')
+  t.equal(queuedBytesOf(null), 0, 'no socket reports 0')
 })

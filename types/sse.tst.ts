@@ -21,7 +21,7 @@ const chat = defineContract({
   replies: { say: Type.Object({ id: Type.String() }) }
 })
 const app = Fastify()
-app.register(fastifySse, { heartbeat: 15000, retry: 1000, maxBufferedBytes: 1024, broker: memoryBroker({ maxLen: 10 }) })
+app.register(fastifySse, { heartbeat: 15000, retry: 1000, maxBufferedBytes: 1024, stallTimeout: 30000, broker: memoryBroker({ maxLen: 10 }) })
 
 test('payload types are inferred from the contract', () => {
   expect<EventData<typeof chat, 'message'>>().type.toBe<{ user: string, text: string }>()
@@ -84,6 +84,14 @@ test('topics are typed by their contract', () => {
 test('plugin options are checked', () => {
   expect(app.register).type.not.toBeCallableWith(fastifySse, { heartbeat: 'often' })
   expect(app.register).type.not.toBeCallableWith(fastifySse, { maxBufferedBytes: '1MB' })
+  expect(app.register).type.not.toBeCallableWith(fastifySse, { stallTimeout: '30s' })
+})
+
+test('reply.sse() takes a stallTimeout of its own', () => {
+  app.get('/stall', (request, reply) => {
+    expect(reply.sse({ contract: chat, stallTimeout: 5000 })).type.toBe<SseStream<typeof chat>>()
+    expect(reply.sse).type.not.toBeCallableWith({ stallTimeout: '5s' })
+  })
 })
 
 test('helpers', async () => {

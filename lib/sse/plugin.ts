@@ -9,6 +9,7 @@ import {
   heartbeatOption,
   maxBufferedBytesOption,
   retryOption,
+  stallTimeoutOption,
   sseRouteOption,
   type AsyncApiRouteOptions,
   type SseRouteOption
@@ -18,6 +19,7 @@ import type { Broker } from '../brokers/broker.js'
 import { attachHub } from '../hub/attach.js'
 import type { Hub, Realtime } from '../hub/hub.js'
 import { Heartbeats } from './heartbeats.js'
+import { Stalls } from './stalls.js'
 import {
   SseStreamImpl,
   type SseHost,
@@ -41,6 +43,13 @@ export interface FastifySseOptions {
    * @default 1048576
    */
   maxBufferedBytes?: number
+  /**
+   * Time (ms) a stream's socket may hold unsent bytes without sending any before the stream is
+   * closed as a slow consumer (the client reconnects and resumes); iterable sources and replays
+   * included, whose iterator's `return()` then runs.
+   * @default 30000
+   */
+  stallTimeout?: number
   /**
    * The broker behind `fastify.realtime`, shared with `fastifyWs`.
    * @default memoryBroker()
@@ -87,12 +96,14 @@ declare module 'fastify' {
 
 const DEFAULT_HEARTBEAT = 15000
 const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
+const DEFAULT_STALL_TIMEOUT = 30000
 
 function settingsOf (options: FastifySseOptions): SseSettings {
   return Object.freeze({
     heartbeat: heartbeatOption(options.heartbeat) ?? DEFAULT_HEARTBEAT,
     retry: retryOption(options.retry),
-    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES)
+    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES),
+    stallTimeout: stallTimeoutOption(options.stallTimeout, DEFAULT_STALL_TIMEOUT)
   })
 }
 
@@ -166,6 +177,7 @@ async function fastifySsePlugin (fastify: FastifyInstance, options: FastifySseOp
     hub,
     open: new Set(),
     heartbeats: new Heartbeats(),
+    stalls: new Stalls(),
     closing: false
   }
 
@@ -174,7 +186,7 @@ async function fastifySsePlugin (fastify: FastifyInstance, options: FastifySseOp
     const source = isSource(first) ? first : undefined
     const options = (source === undefined ? first : second) ?? {}
     if (typeof options !== 'object' || options === null) {
-      throw new FRT_ERR_INVALID_OPTION('reply.sse() options', 'expected an object such as { contract, retry, heartbeat, maxBufferedBytes }')
+      throw new FRT_ERR_INVALID_OPTION('reply.sse() options', 'expected an object such as { contract, retry, heartbeat, maxBufferedBytes, stallTimeout }')
     }
     if ((this as any)[kReplyStream] !== null || this.sent) throw new FRT_ERR_SSE_ALREADY_SENT()
     const sseOptions = options as SseOptions<AnyContract | undefined>

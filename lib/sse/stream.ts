@@ -11,8 +11,8 @@ import {
   type EventName
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
-import { chunkedSocketOf, requestSignalController } from '../internals.js'
-import { heartbeatOption, maxBufferedBytesOption, retryOption } from '../options.js'
+import { chunkedSocketOf, queuedBytesOf, requestSignalController } from '../internals.js'
+import { heartbeatOption, maxBufferedBytesOption, retryOption, stallTimeoutOption } from '../options.js'
 import { CloseCode } from '../protocol/close-codes.js'
 import { newerEventId } from '../protocol/event-id.js'
 import { ReservedEvent } from '../protocol/names.js'
@@ -26,6 +26,7 @@ import { clientError } from '../public-error.js'
 import { chunk, chunkBody, encodeSseEvent } from './chunk.js'
 import { assertField, frameComment, frameEvent, frameRetry } from './framing.js'
 import type { Heartbeats } from './heartbeats.js'
+import type { StallMember, Stalls } from './stalls.js'
 import { readLastEventId } from './last-event-id.js'
 
 /** Options of one `send()`. */
@@ -56,6 +57,8 @@ export interface SseOptions<C extends AnyContract | undefined = undefined> {
   heartbeat?: number | false
   /** Unsent bytes at which this stream is closed as a slow consumer. Default: the plugin's. */
   maxBufferedBytes?: number
+  /** Time (ms) this stream's socket may hold unsent bytes without sending any before it is closed. Default: the plugin's. */
+  stallTimeout?: number
 }
 
 /** A Server-Sent Events stream, returned by `reply.sse()`. */
@@ -91,6 +94,7 @@ export interface SseSettings {
   readonly heartbeat: number
   readonly retry: number | undefined
   readonly maxBufferedBytes: number
+  readonly stallTimeout: number
 }
 
 /** What all streams of one plugin registration share. @internal */
@@ -99,6 +103,7 @@ export interface SseHost {
   readonly hub: Hub
   readonly open: Set<SseStreamImpl>
   readonly heartbeats: Heartbeats
+  readonly stalls: Stalls
   closing: boolean
 }
 
@@ -121,9 +126,10 @@ function abortRequestSignal (request: FastifyRequest): void {
 }
 
 /** @internal */
-export class SseStreamImpl implements Sink, Corkable {
+export class SseStreamImpl implements Sink, Corkable, StallMember {
   readonly lastEventId: string | undefined
   readonly maxBufferedBytes: number
+  private readonly stallTimeout: number
   private readonly raw: ServerResponse | Http2ServerResponse
   private readonly request: FastifyRequest
   private readonly log: FastifyBaseLogger
@@ -154,6 +160,7 @@ export class SseStreamImpl implements Sink, Corkable {
     const retry = retryOption(options.retry) ?? settings.retry
     const heartbeat = heartbeatOption(options.heartbeat) ?? settings.heartbeat
     this.maxBufferedBytes = maxBufferedBytesOption(options.maxBufferedBytes, settings.maxBufferedBytes)
+    this.stallTimeout = stallTimeoutOption(options.stallTimeout, settings.stallTimeout)
     this.request = reply.request
     this.log = reply.log
     this.raw = reply.raw
@@ -297,9 +304,13 @@ export class SseStreamImpl implements Sink, Corkable {
         // Made on first need: most streams never wait for a drain.
         this.onDrain ??= () => {
           this.congested = false
+          this.host.stalls.unwatch(this.stallTimeout, this)
           this.releaseDrainWaiters()
         }
         ;(socket ?? this.raw).once('drain', this.onDrain)
+        this.host.stalls.watch(this.stallTimeout, this)
+      } else {
+        this.host.stalls.wrote(this.stallTimeout, this, frame.length)
       }
       // What is still unsent, not what was written since the congestion began: a client that reads
       // steadily, slower than the server writes, keeps the socket above its high-water mark (so no
@@ -307,6 +318,16 @@ export class SseStreamImpl implements Sink, Corkable {
       if ((socket ?? this.raw).writableLength > this.maxBufferedBytes) this.cutSlowConsumer()
     }
     return true
+  }
+
+  /** @internal */
+  get unsentBytes (): number {
+    return (this.socket ?? this.raw).writableLength
+  }
+
+  /** @internal */
+  get queuedBytes (): number {
+    return queuedBytesOf(this.socket ?? this.raw.socket as Socket | null)
   }
 
   /** Writes a frame given as text. */
@@ -325,10 +346,21 @@ export class SseStreamImpl implements Sink, Corkable {
   cutSlowConsumer (): void {
     // Callers hold an open stream: write() checks, and a closed stream has no subscriptions left.
     this.log.warn({ maxBufferedBytes: this.maxBufferedBytes }, 'fastify-realtime: SSE client is not reading; closed as a slow consumer')
+    this.cut(undefined)
+  }
+
+  /** Closes a stream whose socket sent nothing for stallTimeout: its client stopped reading. @internal */
+  cutStalled (): void {
+    this.log.warn({ stallTimeout: this.stallTimeout }, 'fastify-realtime: SSE client has not read for stallTimeout ms; closed as a slow consumer')
+    this.cut(this.stallTimeout)
+  }
+
+  /** Counts and reports a slow consumer, then closes it: destroying the socket frees its buffer at once. */
+  private cut (stallTimeout: number | undefined): void {
     this.host.hub.counters.slowConsumers++
     if (channels.consumerSlow.hasSubscribers) {
       const bufferedBytes = (this.socket ?? this.raw as ServerResponse).writableLength
-      channels.consumerSlow.publish({ ...this.describe(), bufferedBytes, maxBufferedBytes: this.maxBufferedBytes })
+      channels.consumerSlow.publish({ ...this.describe(), bufferedBytes, maxBufferedBytes: this.maxBufferedBytes, ...(stallTimeout === undefined ? {} : { stallTimeout }) })
     }
     this.finish(CloseCode.SlowConsumer)
     this.raw.destroy()
@@ -447,6 +479,7 @@ export class SseStreamImpl implements Sink, Corkable {
     }
     const raw = this.raw as ServerResponse
     if (this.onDrain !== undefined) (this.socket ?? raw).removeListener('drain', this.onDrain)
+    if (this.congested) this.host.stalls.unwatch(this.stallTimeout, this)
     this.request.raw.removeListener('error', onGone)
     this.host.open.delete(this)
     if (this.heartbeatInterval > 0) this.host.heartbeats.remove(this.heartbeatInterval, this)
