@@ -75,6 +75,8 @@ export interface Realtime {
 
 class TopicImpl {
   readonly name: string
+  // [name], made once: every subscription to this topic alone shares it.
+  readonly names: readonly string[]
   readonly contract: AnyContract | undefined
   /** The app asked for it by name: kept for the hub's life. Else made for client subscriptions, and forgotten once none holds it. */
   pinned = false
@@ -84,6 +86,7 @@ class TopicImpl {
   constructor (hub: Hub, name: string, contract: AnyContract | undefined) {
     this.hub = hub
     this.name = name
+    this.names = Object.freeze([name])
     this.contract = contract
     this.compiled = contract === undefined ? undefined : compiledOf(contract)
     this.publish = this.publish.bind(this)
@@ -105,6 +108,12 @@ class TopicImpl {
     channels.topicPublish.publish({ topic: this.name, event, id })
     return id
   }
+}
+
+/** The names of a subscription's topics, without repeats; one topic's is shared by all its subscriptions. @internal */
+export function topicNames (topics: readonly AnyTopic[]): readonly string[] {
+  if (topics.length === 1) return (topics[0] as TopicImpl).names
+  return [...new Set(topics.map((topic) => topic.name))]
 }
 
 /** True for a topic made by a hub. @internal */

@@ -16,7 +16,7 @@ export interface Sink {
   /** Closes a consumer that does not keep up. */
   cutSlowConsumer (): void
   /** Writes the transport's "cannot resume" marker for these topics. */
-  reset (topics: string[]): void
+  reset (topics: readonly string[]): void
   /** The history could not be read: the sink decides what the client sees. */
   historyFailed (err: unknown): void
   /** Who the sink is, for the diagnostics channels (made only when someone listens). */
@@ -39,7 +39,7 @@ export type OnLive = (position: string | undefined, resumed: boolean) => void
  * @internal
  */
 export class Subscription implements Subscriber<Buffer> {
-  readonly topics: string[]
+  readonly topics: readonly string[]
   private readonly hub: Hub
   private readonly sink: Sink
   private readonly encode: Encoder<Buffer>
@@ -54,7 +54,7 @@ export class Subscription implements Subscriber<Buffer> {
   private livePosition: string | undefined
   private started: Promise<void> | undefined
 
-  constructor (hub: Hub, sink: Sink, topics: string[], encode: Encoder<Buffer>) {
+  constructor (hub: Hub, sink: Sink, topics: readonly string[], encode: Encoder<Buffer>) {
     this.hub = hub
     this.sink = sink
     this.topics = topics

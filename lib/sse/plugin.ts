@@ -100,10 +100,12 @@ const DEFAULT_STALL_TIMEOUT = 30000
 
 function settingsOf (options: FastifySseOptions): SseSettings {
   return Object.freeze({
-    heartbeat: heartbeatOption(options.heartbeat) ?? DEFAULT_HEARTBEAT,
     retry: retryOption(options.retry),
-    maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES),
-    stallTimeout: stallTimeoutOption(options.stallTimeout, DEFAULT_STALL_TIMEOUT)
+    limits: Object.freeze({
+      heartbeat: heartbeatOption(options.heartbeat) ?? DEFAULT_HEARTBEAT,
+      maxBufferedBytes: maxBufferedBytesOption(options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES),
+      stallTimeout: stallTimeoutOption(options.stallTimeout, DEFAULT_STALL_TIMEOUT)
+    })
   })
 }
 

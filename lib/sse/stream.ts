@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Http2ServerResponse } from 'node:http2'
-import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import {
   serializeJson,
   type AnyContract,
@@ -19,7 +19,7 @@ import { ReservedEvent } from '../protocol/names.js'
 import { POSITION_EVENT_DATA, resetEventData } from '../protocol/reserved-events.js'
 import { channels, type ConnectionInfo } from '../diagnostics.js'
 import { kStreamOwner } from '../symbols.js'
-import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
+import { isTopic, topicNames, type AnyTopic, type Hub } from '../hub/hub.js'
 import { corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
@@ -89,12 +89,18 @@ export interface SseStream<C extends AnyContract | undefined = undefined> {
   readonly lastEventId: string | undefined
 }
 
-/** Plugin-wide settings, normalized once at registration. @internal */
-export interface SseSettings {
+/** A stream's bounds (heartbeat interval, maxBufferedBytes, stallTimeout). @internal */
+export interface SseLimits {
   readonly heartbeat: number
-  readonly retry: number | undefined
   readonly maxBufferedBytes: number
   readonly stallTimeout: number
+}
+
+/** Plugin-wide settings, normalized once at registration. @internal */
+export interface SseSettings {
+  readonly retry: number | undefined
+  /** Shared, frozen, by every stream that keeps the plugin's bounds. */
+  readonly limits: SseLimits
 }
 
 /** What all streams of one plugin registration share. @internal */
@@ -118,57 +124,74 @@ function onGone (this: Owned): void {
   this[kStreamOwner].gone()
 }
 
-// Fastify creates request.signal lazily and reply.hijack() detaches a signal made before it; the
-// stream aborts that controller itself when it ends, so `reply.sse(generate(request.signal))` stops.
-function abortRequestSignal (request: FastifyRequest): void {
-  const controller = requestSignalController(request)
-  if (controller !== undefined && !controller.signal.aborted) controller.abort()
+/**
+ * What only some streams need, made on first need: most streams never wait for a drain, never read
+ * `signal` or `closed`, and have no iterable source.
+ */
+class StreamExtras {
+  onDrain: (() => void) | undefined
+  drainWaiters: (() => void)[] | undefined
+  controller: AbortController | undefined
+  closedPromise: Promise<void> | undefined
+  resolveClosed: (() => void) | undefined
+  source: AsyncIterator<unknown> | Iterator<unknown> | undefined
+  sourceStopped = false
+  // The stream's id, made when the diagnostics channels first need it.
+  connectionId: string | undefined
+  // Fastify's controller of `request.signal`, read before reply.sse(): reply.hijack() detached it
+  // from the request's close, so the stream aborts it when it ends, and `reply.sse(generate(request.signal))` stops.
+  requestSignal: AbortController | undefined
+}
+
+/** The plugin's bounds, or a stream's own where reply.sse() set any of them. */
+function limitsOf (plugin: SseLimits, options: SseOptions<any>): SseLimits {
+  const heartbeat = heartbeatOption(options.heartbeat)
+  const maxBufferedBytes = maxBufferedBytesOption(options.maxBufferedBytes)
+  const stallTimeout = stallTimeoutOption(options.stallTimeout)
+  if (heartbeat === undefined && maxBufferedBytes === undefined && stallTimeout === undefined) return plugin
+  return Object.freeze({
+    heartbeat: heartbeat ?? plugin.heartbeat,
+    maxBufferedBytes: maxBufferedBytes ?? plugin.maxBufferedBytes,
+    stallTimeout: stallTimeout ?? plugin.stallTimeout
+  })
 }
 
 /** @internal */
 export class SseStreamImpl implements Sink, Corkable, StallMember {
   readonly lastEventId: string | undefined
-  readonly maxBufferedBytes: number
-  private readonly stallTimeout: number
+  // The stream's bounds: the plugin's own frozen object unless reply.sse() set any of them.
+  private readonly limits: SseLimits
   private readonly raw: ServerResponse | Http2ServerResponse
-  private readonly request: FastifyRequest
   private readonly log: FastifyBaseLogger
   private readonly host: SseHost
   private readonly compiled: CompiledContract | undefined
-  private readonly heartbeatInterval: number
   isOpen = true
   congested = false
   corked = false
   // Set when frames go straight to the socket as pre-built HTTP/1.1 chunks, bypassing res.write().
   private socket: Socket | undefined
-  private onDrain: (() => void) | undefined
-  private drainWaiters: (() => void)[] | undefined
   // One subscription, or several (most streams have one: no array for them).
   private subscriptions: Subscription | Subscription[] | undefined
-  private controller: AbortController | undefined
-  private closedPromise: Promise<void> | undefined
-  private resolveClosed: (() => void) | undefined
-  private source: AsyncIterator<unknown> | Iterator<unknown> | undefined
-  private sourceStopped = false
-  // The route's URL pattern and the stream's id, for the diagnostics channels and nothing else.
+  private extras: StreamExtras | undefined
+  // The route's URL pattern, for the diagnostics channels and nothing else.
   private readonly route: string
-  private connectionId: string | undefined
   private readonly openedAt = performance.now()
 
   constructor (reply: FastifyReply, host: SseHost, compiled: CompiledContract | undefined, options: SseOptions<any>, route: string) {
     const settings = host.settings
     const retry = retryOption(options.retry) ?? settings.retry
-    const heartbeat = heartbeatOption(options.heartbeat) ?? settings.heartbeat
-    this.maxBufferedBytes = maxBufferedBytesOption(options.maxBufferedBytes, settings.maxBufferedBytes)
-    this.stallTimeout = stallTimeoutOption(options.stallTimeout, settings.stallTimeout)
-    this.request = reply.request
+    this.limits = limitsOf(settings.limits, options)
+    const request = reply.request
     this.log = reply.log
     this.raw = reply.raw
     this.host = host
     this.compiled = compiled
-    this.heartbeatInterval = heartbeat
     this.route = route
-    this.lastEventId = readLastEventId(this.request)
+    this.lastEventId = readLastEventId(request)
+    // The stream keeps what it needs of the request (its raw request, this controller), not the
+    // request itself: whatever else the request holds is freed once the handler returns.
+    const requestSignal = requestSignalController(request)
+    if (requestSignal !== undefined) this.extra().requestSignal = requestSignal
 
     const headers = reply.getHeaders() as Record<string, string | number | string[]>
     delete headers['content-length']
@@ -177,17 +200,17 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
     headers['cache-control'] = 'no-cache, no-transform'
     headers['x-accel-buffering'] = 'no'
     // Connection-specific headers are forbidden in HTTP/2 (RFC 9113, section 8.2.2).
-    if (this.request.raw.httpVersionMajor < 2) headers.connection = 'keep-alive'
+    if (request.raw.httpVersionMajor < 2) headers.connection = 'keep-alive'
     else delete headers.connection
 
     reply.hijack()
     const raw = this.raw as ServerResponse
     // Listeners shared by every stream (no closures per stream), called with the emitter.
     ;(raw as unknown as Owned)[kStreamOwner] = this
-    ;(this.request.raw as unknown as Owned)[kStreamOwner] = this
+    ;(request.raw as unknown as Owned)[kStreamOwner] = this
     raw.on('close', onGone)
     raw.on('error', onGone)
-    this.request.raw.on('error', onGone)
+    request.raw.on('error', onGone)
     raw.writeHead(200, headers)
     // Commit the status line and headers now, so the client's `open` fires before any event.
     if (retry === undefined) raw.flushHeaders()
@@ -198,7 +221,7 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
     // pipelined connection, a wrapped write) goes through res.write().
     this.socket = chunkedSocketOf(raw)
     host.open.add(this)
-    if (heartbeat > 0) host.heartbeats.add(heartbeat, this)
+    if (this.limits.heartbeat > 0) host.heartbeats.add(this.limits.heartbeat, this)
     const counters = host.hub.counters
     counters.sse++
     counters.opened++
@@ -207,9 +230,20 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
 
   /** @internal */
   describe (): ConnectionInfo {
+    const extras = this.extra()
     // Made on first need: a random id costs time and memory that most streams never use.
-    this.connectionId ??= randomUUID()
-    return { transport: 'sse', route: this.route, connectionId: this.connectionId }
+    extras.connectionId ??= randomUUID()
+    return { transport: 'sse', route: this.route, connectionId: extras.connectionId }
+  }
+
+  /** Unsent bytes at which the stream is cut as a slow consumer. @internal */
+  get maxBufferedBytes (): number {
+    return this.limits.maxBufferedBytes
+  }
+
+  private extra (): StreamExtras {
+    this.extras ??= new StreamExtras()
+    return this.extras
   }
 
   send (event: string, data: unknown, options?: SendOptions): boolean {
@@ -234,8 +268,7 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
       throw new FRT_ERR_INVALID_OPTION('topics', 'expected a topic from fastify.realtime.topic(), or an array of them')
     }
     if (!this.isOpen) return Promise.resolve()
-    const names = [...new Set(list.map((topic) => topic.name))]
-    const subscription = new Subscription(this.host.hub, this, names, encodeSseEvent)
+    const subscription = new Subscription(this.host.hub, this, topicNames(list), encodeSseEvent)
     const current = this.subscriptions
     this.subscriptions = current === undefined ? subscription : [...(Array.isArray(current) ? current : [current]), subscription]
     return subscription.start(this.lastEventId, (position) => this.positioned(position))
@@ -264,20 +297,22 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
   }
 
   get signal (): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController()
-      if (!this.isOpen) this.controller.abort()
+    const extras = this.extra()
+    if (extras.controller === undefined) {
+      extras.controller = new AbortController()
+      if (!this.isOpen) extras.controller.abort()
     }
-    return this.controller.signal
+    return extras.controller.signal
   }
 
   get closed (): Promise<void> {
-    if (this.closedPromise === undefined) {
-      this.closedPromise = this.isOpen
-        ? new Promise((resolve) => { this.resolveClosed = resolve })
+    const extras = this.extra()
+    if (extras.closedPromise === undefined) {
+      extras.closedPromise = this.isOpen
+        ? new Promise((resolve) => { extras.resolveClosed = resolve })
         : Promise.resolve()
     }
-    return this.closedPromise
+    return extras.closedPromise
   }
 
   /** Writes a chunk made by {@link chunk}, counted as sent. @internal */
@@ -302,15 +337,16 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
       if (!this.congested) {
         this.congested = true
         // Made on first need: most streams never wait for a drain.
-        this.onDrain ??= () => {
+        const extras = this.extra()
+        extras.onDrain ??= () => {
           this.congested = false
-          this.host.stalls.unwatch(this.stallTimeout, this)
+          this.host.stalls.unwatch(this.limits.stallTimeout, this)
           this.releaseDrainWaiters()
         }
-        ;(socket ?? this.raw).once('drain', this.onDrain)
-        this.host.stalls.watch(this.stallTimeout, this)
+        ;(socket ?? this.raw).once('drain', extras.onDrain)
+        this.host.stalls.watch(this.limits.stallTimeout, this)
       } else {
-        this.host.stalls.wrote(this.stallTimeout, this, frame.length)
+        this.host.stalls.wrote(this.limits.stallTimeout, this, frame.length)
       }
       // What is still unsent, not what was written since the congestion began: a client that reads
       // steadily, slower than the server writes, keeps the socket above its high-water mark (so no
@@ -351,8 +387,8 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
 
   /** Closes a stream whose socket sent nothing for stallTimeout: its client stopped reading. @internal */
   cutStalled (): void {
-    this.log.warn({ stallTimeout: this.stallTimeout }, 'fastify-realtime: SSE client has not read for stallTimeout ms; closed as a slow consumer')
-    this.cut(this.stallTimeout)
+    this.log.warn({ stallTimeout: this.limits.stallTimeout }, 'fastify-realtime: SSE client has not read for stallTimeout ms; closed as a slow consumer')
+    this.cut(this.limits.stallTimeout)
   }
 
   /** Counts and reports a slow consumer, then closes it: destroying the socket frees its buffer at once. */
@@ -381,7 +417,7 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
     // Only open streams are shut down: the preClose loop walks host.open, reply.sse() a new stream.
     this.end(CloseCode.GoingAway)
     // Nothing else will use this connection: release it now rather than leave it idle.
-    const request = this.request.raw as any
+    const request = this.raw.req as any
     if (request.httpVersionMajor >= 2) request.stream?.session?.close()
     else (this.raw as ServerResponse).once('finish', () => request.socket?.end?.())
   }
@@ -393,12 +429,13 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
       iterator = typeof (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function'
         ? (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator]()
         : (iterable as Iterable<unknown>)[Symbol.iterator]()
-      this.source = iterator
+      const extras = this.extra()
+      extras.source = iterator
       let sinceYield = 0
       while (this.isOpen) {
         const result = await iterator.next()
         if (result.done === true) {
-          this.sourceStopped = true
+          extras.sourceStopped = true
           break
         }
         if (!this.isOpen) break
@@ -415,7 +452,7 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
       }
       this.close()
     } catch (err) {
-      this.sourceStopped = true
+      this.extra().sourceStopped = true
       this.fail(err)
     }
   }
@@ -435,9 +472,10 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
   /** Resolves on `drain`, or at once when the stream ends: the wait never outlives the client. @internal */
   drained (): Promise<void> {
     if (!this.isOpen) return Promise.resolve()
+    const extras = this.extra()
     return new Promise((resolve) => {
-      this.drainWaiters ??= []
-      this.drainWaiters.push(resolve)
+      extras.drainWaiters ??= []
+      extras.drainWaiters.push(resolve)
     })
   }
 
@@ -462,9 +500,10 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
   }
 
   private releaseDrainWaiters (): void {
-    const waiters = this.drainWaiters
+    const extras = this.extras as StreamExtras
+    const waiters = extras.drainWaiters
     if (waiters === undefined) return
-    this.drainWaiters = undefined
+    extras.drainWaiters = undefined
     for (const resolve of waiters) resolve()
   }
 
@@ -478,28 +517,32 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
       channels.connectionClose.publish({ ...this.describe(), code, durationMs: performance.now() - this.openedAt })
     }
     const raw = this.raw as ServerResponse
-    if (this.onDrain !== undefined) (this.socket ?? raw).removeListener('drain', this.onDrain)
-    if (this.congested) this.host.stalls.unwatch(this.stallTimeout, this)
-    this.request.raw.removeListener('error', onGone)
+    raw.req.removeListener('error', onGone)
     this.host.open.delete(this)
-    if (this.heartbeatInterval > 0) this.host.heartbeats.remove(this.heartbeatInterval, this)
+    const { heartbeat, stallTimeout } = this.limits
+    if (heartbeat > 0) this.host.heartbeats.remove(heartbeat, this)
+    if (this.congested) this.host.stalls.unwatch(stallTimeout, this)
     const subscriptions = this.subscriptions
     if (subscriptions !== undefined) {
       this.subscriptions = undefined
       if (Array.isArray(subscriptions)) for (const subscription of subscriptions) subscription.stop()
       else subscriptions.stop()
     }
+    const extras = this.extras
+    if (extras === undefined) return
+    if (extras.onDrain !== undefined) (this.socket ?? raw).removeListener('drain', extras.onDrain)
     this.releaseDrainWaiters()
-    this.stopSource()
-    this.controller?.abort()
-    abortRequestSignal(this.request)
-    this.resolveClosed?.()
+    this.stopSource(extras)
+    extras.controller?.abort()
+    const requestSignal = extras.requestSignal
+    if (requestSignal !== undefined && !requestSignal.signal.aborted) requestSignal.abort()
+    extras.resolveClosed?.()
   }
 
-  private stopSource (): void {
-    const source = this.source
-    if (source === undefined || this.sourceStopped) return
-    this.sourceStopped = true
+  private stopSource (extras: StreamExtras): void {
+    const source = extras.source
+    if (source === undefined || extras.sourceStopped) return
+    extras.sourceStopped = true
     if (typeof source.return !== 'function') return
     try {
       const result = source.return()

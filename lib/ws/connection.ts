@@ -13,7 +13,7 @@ import {
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import type { TopicRules } from '../options.js'
-import { isTopic, type AnyTopic, type Hub } from '../hub/hub.js'
+import { isTopic, topicNames, type AnyTopic, type Hub } from '../hub/hub.js'
 import { corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
 import { Subscription, type OnLive, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
@@ -144,13 +144,30 @@ function isPromise (value: unknown): value is Promise<unknown> {
   return value !== null && typeof value === 'object' && typeof (value as Promise<unknown>).then === 'function'
 }
 
+/**
+ * What only some connections need, made on first need: a connection that only receives topic
+ * events never sends a message, never waits for a drain, and ends once.
+ */
+class ConnectionState {
+  // Messages waiting for the one in progress, as [data, rateLimited] pairs: answers keep arrival order.
+  readonly queue: Array<Buffer | boolean> = []
+  queuedBytes = 0
+  busy = false
+  badInARow = 0
+  windowStart = 0
+  windowCount = 0
+  serverCode: number | undefined
+  serverReason = ''
+  expiryTimer: NodeJS.Timeout | undefined
+  drainWaiters: (() => void)[] | undefined
+  onDrain: (() => void) | undefined
+  controller: AbortController | undefined
+}
+
 /** @internal */
 export class ConnectionImpl implements Sink, Corkable {
-  readonly id = flatId()
   readonly user: RealtimeUser
   readonly request: FastifyRequest
-  readonly log: FastifyBaseLogger
-  readonly maxBufferedBytes: number
   isOpen = true
   corked = false
   /** Cleared at each heartbeat ping, set by any pong or message. @internal */
@@ -161,23 +178,13 @@ export class ConnectionImpl implements Sink, Corkable {
   private readonly plain: boolean
   private readonly route: WsRouteSettings
   private readonly host: WsHost
-  // Messages waiting for the one in progress, as [data, rateLimited] pairs: answers keep arrival order.
-  private readonly queue: Array<Buffer | boolean> = []
-  private queuedBytes = 0
-  private busy = false
-  private badInARow = 0
-  private windowStart = 0
-  private windowCount = 0
-  private serverCode: number | undefined
-  private serverReason = ''
-  // One per topic, sized to fit (a connection has a few; a Map would cost 250 bytes for one).
-  private subscriptions: Subscription[] | undefined
-  private expiryTimer: NodeJS.Timeout | undefined
-  private drainWaiters: (() => void)[] | undefined
-  private onDrain: (() => void) | undefined
-  private controller: AbortController | undefined
+  // One subscription, or one per topic in an array sized to fit (a Map would cost 250 bytes for one).
+  private subscriptions: Subscription | Subscription[] | undefined
   private readonly expiresAt: number | undefined
   private readonly openedAt = performance.now()
+  // Made when first read (most connections never are): the id's string costs 56 bytes.
+  private idValue: string | undefined
+  private state: ConnectionState | undefined
 
   constructor (socket: WebSocket, request: FastifyRequest, auth: Authenticated | null, route: WsRouteSettings, host: WsHost) {
     this.socket = socket
@@ -186,12 +193,10 @@ export class ConnectionImpl implements Sink, Corkable {
     host.upgrading.delete(this.tcp)
     this.tcp.removeListener('close', host.forgetUpgrade)
     this.request = request
-    this.log = request.log
     this.user = auth?.user as RealtimeUser
     this.expiresAt = auth?.expiresAt
     this.route = route
     this.host = host
-    this.maxBufferedBytes = route.maxBufferedBytes
     // Listeners shared by every connection (no closures per connection): ws calls them with the socket.
     ;(socket as Owned)[kConnection] = this
     socket.on('message', ConnectionImpl.onMessage)
@@ -217,6 +222,27 @@ export class ConnectionImpl implements Sink, Corkable {
     return { transport: 'ws', route: this.route.entry.url, connectionId: this.id }
   }
 
+  /** A random id, unique per connection. */
+  get id (): string {
+    this.idValue ??= flatId()
+    return this.idValue
+  }
+
+  /** The request's logger. */
+  get log (): FastifyBaseLogger {
+    return this.request.log
+  }
+
+  /** Unsent bytes at which the connection is closed as a slow consumer. @internal */
+  get maxBufferedBytes (): number {
+    return this.route.maxBufferedBytes
+  }
+
+  private get extra (): ConnectionState {
+    this.state ??= new ConnectionState()
+    return this.state
+  }
+
   send (event: string, data: unknown): boolean {
     if (!this.writable) return false
     this.writeText(eventMessage(event, serializeEventData(this.route.compiled, event, data)))
@@ -228,7 +254,7 @@ export class ConnectionImpl implements Sink, Corkable {
     const after = options?.after
     if (after !== undefined && typeof after !== 'string') throw new FRT_ERR_INVALID_OPTION('after', 'expected an event id string')
     if (!this.isOpen || this.subscriptionOf(topic.name) !== undefined) return Promise.resolve()
-    return this.addSubscription(topic.name, after, undefined).ready
+    return this.addSubscription(topic, after, undefined).ready
   }
 
   unsubscribe (topic: AnyTopic): void {
@@ -246,18 +272,22 @@ export class ConnectionImpl implements Sink, Corkable {
 
   /** How many topics the connection holds. @internal */
   get subscriptionCount (): number {
-    return this.subscriptions?.length ?? 0
+    const current = this.subscriptions
+    return current === undefined ? 0 : Array.isArray(current) ? current.length : 1
   }
 
   /** The connection's subscription to a topic, if any. @internal */
   subscriptionOf (name: string): Subscription | undefined {
-    return this.subscriptions?.find((subscription) => subscription.topics[0] === name)
+    const current = this.subscriptions
+    if (current === undefined || !Array.isArray(current)) return current?.topics[0] === name ? current : undefined
+    return current.find((subscription) => subscription.topics[0] === name)
   }
 
   /** Subscribes to a topic the connection does not hold, and starts it; the hub holds the topic from now on. @internal */
-  addSubscription (name: string, after: string | undefined, onLive: OnLive | undefined): Subscription {
-    const subscription = new Subscription(this.host.hub, this, [name], encodeWsEvent)
-    this.subscriptions = this.subscriptions === undefined ? [subscription] : [...this.subscriptions, subscription]
+  addSubscription (topic: AnyTopic, after: string | undefined, onLive: OnLive | undefined): Subscription {
+    const subscription = new Subscription(this.host.hub, this, topicNames([topic]), encodeWsEvent)
+    const current = this.subscriptions
+    this.subscriptions = current === undefined ? subscription : [...(Array.isArray(current) ? current : [current]), subscription]
     subscription.start(after, onLive)
     return subscription
   }
@@ -265,7 +295,9 @@ export class ConnectionImpl implements Sink, Corkable {
   /** Ends a subscription of the connection. @internal */
   removeSubscription (subscription: Subscription): void {
     subscription.stop()
-    this.subscriptions = (this.subscriptions as Subscription[]).filter((other) => other !== subscription)
+    const current = this.subscriptions as Subscription | Subscription[]
+    const rest = Array.isArray(current) ? current.filter((other) => other !== subscription) : []
+    this.subscriptions = rest.length === 0 ? undefined : rest.length === 1 ? rest[0] : rest
   }
 
   /** Sends an answer (a reply or an error) to a message. @internal */
@@ -275,7 +307,7 @@ export class ConnectionImpl implements Sink, Corkable {
 
   /** A well-formed message: the count of bad messages in a row starts over. @internal */
   goodMessage (): void {
-    this.badInARow = 0
+    this.extra.badInARow = 0
   }
 
   close (code: number = CloseCode.Normal, reason = ''): void {
@@ -284,11 +316,12 @@ export class ConnectionImpl implements Sink, Corkable {
   }
 
   get signal (): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController()
-      if (!this.isOpen) this.controller.abort()
+    const state = this.extra
+    if (state.controller === undefined) {
+      state.controller = new AbortController()
+      if (!this.isOpen) state.controller.abort()
     }
-    return this.controller.signal
+    return state.controller.signal
   }
 
   /**
@@ -337,13 +370,14 @@ export class ConnectionImpl implements Sink, Corkable {
 
   drained (): Promise<void> {
     if (!this.isOpen) return Promise.resolve()
+    const state = this.extra
     return new Promise((resolve) => {
-      if (this.drainWaiters === undefined) {
-        this.drainWaiters = []
-        this.onDrain ??= () => { this.releaseDrainWaiters() }
-        this.tcp.once('drain', this.onDrain)
+      if (state.drainWaiters === undefined) {
+        state.drainWaiters = []
+        state.onDrain ??= () => { this.releaseDrainWaiters() }
+        this.tcp.once('drain', state.onDrain)
       }
-      this.drainWaiters.push(resolve)
+      state.drainWaiters.push(resolve)
     })
   }
 
@@ -358,7 +392,7 @@ export class ConnectionImpl implements Sink, Corkable {
     this.closeWith(CloseCode.SlowConsumer, 'slow consumer')
   }
 
-  reset (topics: string[]): void {
+  reset (topics: readonly string[]): void {
     for (const topic of topics) this.writeText(resetMessage(topic))
   }
 
@@ -373,8 +407,9 @@ export class ConnectionImpl implements Sink, Corkable {
   closeWith (code: number, reason: string): void {
     if (!this.isOpen) return
     this.isOpen = false
-    this.serverCode = code
-    this.serverReason = reason
+    const state = this.extra
+    state.serverCode = code
+    state.serverReason = reason
     this.socket.close(code, reason)
     if (code === CloseCode.RateLimited || code === CloseCode.TooManyBadMessages) this.stopReading()
     // The app sees the end now (signal, no more topic events), not when the close handshake ends.
@@ -393,15 +428,19 @@ export class ConnectionImpl implements Sink, Corkable {
 
   /** Stops everything the connection holds besides its socket; safe to run twice. */
   private release (): void {
-    clearTimeout(this.expiryTimer)
-    if (this.subscriptions !== undefined) {
-      for (const subscription of this.subscriptions) subscription.stop()
+    const subscriptions = this.subscriptions
+    if (subscriptions !== undefined) {
       this.subscriptions = undefined
+      if (Array.isArray(subscriptions)) for (const subscription of subscriptions) subscription.stop()
+      else subscriptions.stop()
     }
-    this.queue.length = 0
-    this.queuedBytes = 0
+    const state = this.state
+    if (state === undefined) return
+    clearTimeout(state.expiryTimer)
+    state.queue.length = 0
+    state.queuedBytes = 0
     this.releaseDrainWaiters()
-    this.controller?.abort()
+    state.controller?.abort()
   }
 
   /** A heartbeat tick: terminate a peer that did not answer the last ping, else ping it. @internal */
@@ -424,7 +463,7 @@ export class ConnectionImpl implements Sink, Corkable {
     }
     if (!isPromise(result)) return
     // Messages that arrive while onOpen runs wait in the queue, in order.
-    this.busy = true
+    this.extra.busy = true
     result.then(() => this.drain(), (err: unknown) => this.openFailed(err))
   }
 
@@ -445,11 +484,12 @@ export class ConnectionImpl implements Sink, Corkable {
     if (data.length > this.route.maxPayload) return this.closeWith(CloseCode.MessageTooBig, 'message too big')
     const limited = this.countForRateLimit()
     if (limited === undefined) return
-    if (this.busy) {
+    const state = this.extra
+    if (state.busy) {
       // Messages waiting behind a slow handler are bounded like outbound bytes are.
-      this.queuedBytes += data.length
-      if (this.queuedBytes > this.maxBufferedBytes) return this.closeWith(CloseCode.RateLimited, 'too many pending messages')
-      this.queue.push(data, limited)
+      state.queuedBytes += data.length
+      if (state.queuedBytes > this.maxBufferedBytes) return this.closeWith(CloseCode.RateLimited, 'too many pending messages')
+      state.queue.push(data, limited)
       return
     }
     this.process(data, limited)
@@ -469,14 +509,15 @@ export class ConnectionImpl implements Sink, Corkable {
   private countForRateLimit (): boolean | undefined {
     const limit = this.route.rateLimit
     if (limit === false) return false
+    const state = this.extra
     const now = Date.now()
-    if (now - this.windowStart >= limit.intervalMs) {
-      this.windowStart = now
-      this.windowCount = 0
+    if (now - state.windowStart >= limit.intervalMs) {
+      state.windowStart = now
+      state.windowCount = 0
     }
-    this.windowCount++
-    if (this.windowCount <= limit.messages) return false
-    if (this.windowCount > limit.messages * 2) {
+    state.windowCount++
+    if (state.windowCount <= limit.messages) return false
+    if (state.windowCount > limit.messages * 2) {
       this.closeWith(CloseCode.RateLimited, 'rate limit exceeded')
       return undefined
     }
@@ -486,22 +527,23 @@ export class ConnectionImpl implements Sink, Corkable {
   private process (data: Buffer, limited: boolean): void {
     const pending = this.handle(data, limited)
     if (pending === undefined) return
-    this.busy = true
+    this.extra.busy = true
     pending.then(() => this.drain())
   }
 
   private drain (): void {
-    while (this.queue.length > 0 && this.isOpen) {
-      const data = this.queue.shift() as Buffer
-      const limited = this.queue.shift() as boolean
-      this.queuedBytes -= data.length
+    const state = this.extra
+    while (state.queue.length > 0 && this.isOpen) {
+      const data = state.queue.shift() as Buffer
+      const limited = state.queue.shift() as boolean
+      state.queuedBytes -= data.length
       const pending = this.handle(data, limited)
       if (pending !== undefined) {
         pending.then(() => this.drain())
         return
       }
     }
-    this.busy = false
+    state.busy = false
   }
 
   /** Handles one message; returns a promise while an async handler runs, which never rejects. */
@@ -517,7 +559,7 @@ export class ConnectionImpl implements Sink, Corkable {
       case ReservedMessage.Subscribe: return clientSubscribe(this, this.route, message)
       case ReservedMessage.Unsubscribe: return clientUnsubscribe(this, message)
       case ReservedMessage.Ping:
-        this.badInARow = 0
+        this.extra.badInARow = 0
         if (message.id !== undefined) this.writeText(replyMessage(message.id, '{}'))
         return undefined
     }
@@ -527,7 +569,7 @@ export class ConnectionImpl implements Sink, Corkable {
     if (failure !== undefined) {
       return this.badMessage(message.id, ErrorCode.Validation, `The data of "${message.type}" does not match its schema.`, [failure])
     }
-    this.badInARow = 0
+    this.extra.badInARow = 0
     if (channels.wsHandler.hasSubscribers) return this.traced(handler, message)
     let result: unknown
     try {
@@ -558,7 +600,7 @@ export class ConnectionImpl implements Sink, Corkable {
     this.host.hub.counters.invalid++
     if (channels.messageInvalid.hasSubscribers) channels.messageInvalid.publish({ ...this.describe(), code })
     this.writeText(errorMessage(id, code, message, details))
-    if (++this.badInARow >= BAD_MESSAGES_BEFORE_CLOSE) this.closeWith(CloseCode.TooManyBadMessages, 'too many bad messages')
+    if (++this.extra.badInARow >= BAD_MESSAGES_BEFORE_CLOSE) this.closeWith(CloseCode.TooManyBadMessages, 'too many bad messages')
     return undefined
   }
 
@@ -584,27 +626,29 @@ export class ConnectionImpl implements Sink, Corkable {
 
   private scheduleExpiry (): void {
     const delay = (this.expiresAt as number) - Date.now()
-    this.expiryTimer = setTimeout(() => {
+    const state = this.extra
+    state.expiryTimer = setTimeout(() => {
       // Timers cap at about 24.8 days: a later expiry takes several hops.
       if (Date.now() < (this.expiresAt as number)) this.scheduleExpiry()
       else this.closeWith(CloseCode.AuthExpired, 'authentication expired')
     }, Math.min(Math.max(delay, 0), MAX_TIMER))
-    this.expiryTimer.unref()
+    state.expiryTimer.unref()
   }
 
   private static onSocketError (this: WebSocket, err: Error): void {
     const conn = (this as Owned)[kConnection]
     // ws closes the socket itself after a protocol error (1002, 1007, 1009): report that code.
-    conn.serverCode ??= closeCodeOfWsError(err)
+    conn.extra.serverCode ??= closeCodeOfWsError(err)
     conn.log.debug({ err }, 'fastify-realtime: WebSocket error')
     conn.stopReading()
   }
 
   private releaseDrainWaiters (): void {
-    const waiters = this.drainWaiters
+    const state = this.state as ConnectionState
+    const waiters = state.drainWaiters
     if (waiters === undefined) return
-    this.drainWaiters = undefined
-    this.tcp.removeListener('drain', this.onDrain as () => void)
+    state.drainWaiters = undefined
+    this.tcp.removeListener('drain', state.onDrain as () => void)
     for (const resolve of waiters) resolve()
   }
 
@@ -616,7 +660,8 @@ export class ConnectionImpl implements Sink, Corkable {
     this.isOpen = false
     this.host.open.delete(this)
     this.release()
-    const finalCode = this.serverCode ?? code
+    const serverCode = this.state?.serverCode
+    const finalCode = serverCode ?? code
     const counters = this.host.hub.counters
     counters.ws--
     counters.closed++
@@ -626,7 +671,7 @@ export class ConnectionImpl implements Sink, Corkable {
     const onClose = this.route.onClose
     if (onClose === undefined) return
     try {
-      const result = onClose(this as unknown as Connection<any>, finalCode, this.serverCode === undefined ? reason.toString() : this.serverReason)
+      const result = onClose(this as unknown as Connection<any>, finalCode, serverCode === undefined ? reason.toString() : (this.state as ConnectionState).serverReason)
       if (isPromise(result)) result.then(undefined, (err: unknown) => this.onCloseFailed(err))
     } catch (err) {
       this.onCloseFailed(err)

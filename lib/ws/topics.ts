@@ -79,7 +79,7 @@ async function subscribe (conn: ConnectionImpl, route: WsRouteSettings, rule: To
   let subscription: Subscription
   try {
     const hubTopic = conn.hub.clientTopic(topic, rule.contract)
-    subscription = conn.addSubscription(hubTopic.name, after, id === undefined
+    subscription = conn.addSubscription(hubTopic, after, id === undefined
       ? undefined
       : (position, resumed) => conn.answer(subscribedReply(id, { topic, position, resumed })))
   } catch (err) {
