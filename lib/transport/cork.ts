@@ -12,7 +12,8 @@ export interface Corkable {
   corked: boolean
 }
 
-const CORK_LIMIT = 64 * 1024
+/** Unsent bytes past which a socket is uncorked at once. @internal */
+export const CORK_LIMIT = 64 * 1024
 
 let corked: Array<Corkable | Socket> = []
 let scheduled = false

@@ -14,7 +14,7 @@ import {
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import type { TopicRules } from '../options.js'
 import { isTopic, topicNames, type AnyTopic, type Hub } from '../hub/hub.js'
-import { corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
+import { CORK_LIMIT, corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
 import { Subscription, type OnLive, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import type { Authenticated } from './auth.js'
@@ -344,8 +344,16 @@ export class ConnectionImpl implements Sink, Corkable {
    * through ws otherwise. Closes a consumer whose unsent bytes pass maxBufferedBytes. @internal
    */
   write (frame: Buffer): void {
-    if (this.plain) this.out(frame, true)
-    else this.out(framePayload(frame), false)
+    if (!this.plain) return this.out(framePayload(frame), false)
+    // The fan-out path, once per connection per event: no extension, so ws buffers nothing of its
+    // own and the socket's unsent bytes are all the connection's.
+    if (!this.writable) return
+    const tcp = this.tcp
+    if (!this.corked) corkForTick(this, tcp)
+    tcp.write(frame)
+    const unsent = tcp.writableLength
+    if (unsent > CORK_LIMIT) flushLargeCork(this, tcp)
+    if (unsent > this.route.maxBufferedBytes) this.cutSlowConsumer()
   }
 
   /** Sends a text message through ws (replies, errors, conn.send). */
