@@ -344,10 +344,11 @@ export class ConnectionImpl implements Sink, Corkable {
    * through ws otherwise. Closes a consumer whose unsent bytes pass maxBufferedBytes. @internal
    */
   write (frame: Buffer): void {
-    if (!this.plain) return this.out(framePayload(frame), false)
+    if (!this.plain) return this.out(framePayload(frame))
     // The fan-out path, once per connection per event: no extension, so ws buffers nothing of its
     // own and the socket's unsent bytes are all the connection's.
     if (!this.writable) return
+    this.host.hub.counters.sent++
     const tcp = this.tcp
     if (!this.corked) corkForTick(this, tcp)
     tcp.write(frame)
@@ -358,20 +359,19 @@ export class ConnectionImpl implements Sink, Corkable {
 
   /** Sends a text message through ws (replies, errors, conn.send). */
   private writeText (text: string): void {
-    this.out(text, false)
+    this.out(text)
   }
 
   /**
-   * Writes a whole frame to the socket (`raw`) or a message through ws, batched with the tick's
-   * other writes; closes a consumer whose unsent bytes pass maxBufferedBytes.
+   * Sends a message through ws, batched with the tick's other writes; closes a consumer whose
+   * unsent bytes pass maxBufferedBytes.
    */
-  private out (data: Buffer | string, raw: boolean): void {
+  private out (data: Buffer | string): void {
     if (!this.writable) return
     this.host.hub.counters.sent++
     const tcp = this.tcp
     corkForTick(this, tcp)
-    if (raw) tcp.write(data)
-    else this.socket.send(data, { binary: false })
+    this.socket.send(data, { binary: false })
     flushLargeCork(this, tcp)
     if (this.socket.bufferedAmount > this.maxBufferedBytes) this.cutSlowConsumer()
   }
