@@ -5,7 +5,10 @@
 //
 // One run = one server process (pinned to CPU 1) for one implementation and one repetition:
 //   C raw clients connect (confirmed by their first bytes, then by the server's subscriber count);
-//   a warm-up window of WARM events (JIT, buffers); the measured window of M events; then a
+//   warm-up windows (JIT, buffers) of WARM events, then twice as many each time until one lasts
+//   WARM_MS; the measured window of M events, or more for an implementation fast enough to publish
+//   them in under MEASURED_MS (as many as the last warm-up's pace fits in it, at most MAX_SCALE x
+//   M), so that no window is too short to measure; then a
 //   latency window: events at a fixed rate of PACED_DELIVERIES deliveries per second (200 events/s
 //   at 100 clients, 20 at 1,000), below every implementation's capacity, for PACED_MS (half a second).
 // The load generator (this process, CPU 0) counts events per client by scanning for `"seq":`; ten
@@ -51,6 +54,23 @@ const PACED_MS = 500
 /** fastify-realtime must deliver at least this share of the hand-optimised ceiling's deliveries per CPU-second. */
 const CEILING_SHARE = 0.9
 const OURS = 'fastify-realtime'
+/** The last warm-up window lasts at least this long (or holds MAX_SCALE x WARM events). */
+const WARM_MS = quick ? 100 : 300
+/** The measured window lasts about this long at the last warm-up's pace (never fewer than M events). */
+const MEASURED_MS = quick ? 300 : 1500
+/** Warm-up and measured windows hold at most this many times WARM and M events. */
+const MAX_SCALE = 20
+
+/**
+ * The events of the measured window: M, or more for an implementation whose warm-up pace shows
+ * that M would take less than MEASURED_MS, in whole ticks.
+ * @param {FanoutSize} size
+ * @param {number} pace events per ms in the last warm-up window
+ */
+function measuredEvents (size, pace) {
+  const events = Math.min(size.events * MAX_SCALE, Math.max(size.events, Math.round(pace * MEASURED_MS)))
+  return Math.ceil(events / BATCH) * BATCH
+}
 
 /**
  * One run: a fresh server, C clients, the warm-up window, the measured window.
@@ -125,24 +145,38 @@ async function once (impl, protocol, path, size) {
       return { start, stopped, wallMs: lastArrival - start, driverCpuMs: (used.user + used.system) / 1000 }
     }
 
-    await window(0, size.warm)
-    const { stopped, wallMs, driverCpuMs } = await window(size.warm, size.events)
+    // Warm-up windows of WARM events, then twice as many each time, until one lasts WARM_MS: the
+    // JIT settles, and the last one's pace sizes the measured window.
+    let from = 0
+    let count = size.warm
+    let warmMs = 0
+    for (;;) {
+      warmMs = (await window(from, count)).wallMs
+      from += count
+      if (warmMs >= WARM_MS || count >= size.warm * MAX_SCALE) break
+      count *= 2
+    }
+    // At least M events, and as many more as the warm-up's pace fits in MEASURED_MS: a fast
+    // implementation's window is then long enough for its CPU time to be more than noise.
+    const events = measuredEvents(size, count / Math.max(1, warmMs))
+    for (const counter of sampled) counter.every = Math.max(1, Math.floor(events / 100))
+    const { stopped, wallMs, driverCpuMs } = await window(from, events)
     const latencies = sampled.flatMap((counter) => counter.latencies)
     const rate = PACED_DELIVERIES / C
     for (const counter of sampled) counter.every = 1
     const pacedEvents = Math.max(2, Math.round(rate * PACED_MS / 1000))
-    const pacedWindow = await window(size.warm + size.events, pacedEvents, rate)
+    const pacedWindow = await window(from + events, pacedEvents, rate)
     const paced = sampled.flatMap((counter) => counter.latencies)
-    const deliveries = size.events * C
+    const deliveries = events * C
     return {
       clients: C,
-      events: size.events,
+      events,
       wallMs,
       cpuMs: stopped.cpuMs,
       driverCpuMs,
       userMs: stopped.userMs,
       systemMs: stopped.systemMs,
-      eventsPerSecond: size.events / (wallMs / 1000),
+      eventsPerSecond: events / (wallMs / 1000),
       deliveriesPerSecond: deliveries / (wallMs / 1000),
       cpuSecondsPerMillion: stopped.cpuMs / 1000 / deliveries * 1e6,
       deliveriesPerCpuSecond: deliveries / (stopped.cpuMs / 1000),
@@ -180,7 +214,7 @@ async function once (impl, protocol, path, size) {
 export async function runFanout ({ name, transport, path, implementations: all, ceiling, sizes, packages, notes }) {
   const implementations = all.filter((impl, i) => ONLY === undefined || i === 0 || impl.name === ceiling || ONLY.includes(impl.server))
   const machine = machineInfo(packages)
-  console.log(`${name}: ${implementations.map((impl) => impl.name).join(', ')}; ${REPS} repetitions; ${sizes.map((size) => `${size.clients} clients x ${size.events} events`).join(', ')}; ${BATCH} events per tick; Node ${machine.node}; ${machine.cores} cores (${machine.cpu}); pinned: ${machine.pinned}`)
+  console.log(`${name}: ${implementations.map((impl) => impl.name).join(', ')}; ${REPS} repetitions; ${sizes.map((size) => `${size.clients} clients x ${size.events}+ events`).join(', ')} (more where the warm-up shows they take under ${MEASURED_MS} ms); ${BATCH} events per tick; Node ${machine.node}; ${machine.cores} cores (${machine.cpu}); pinned: ${machine.pinned}`)
   for (const note of notes) console.log(`  ${note}`)
 
   for (const impl of implementations) {
@@ -233,7 +267,7 @@ export async function runFanout ({ name, transport, path, implementations: all, 
       const row = {
         implementation: impl.name,
         clients: size.clients,
-        events: size.events,
+        events: median(results.map((result) => result.events)),
         eventsPerSecond: median(results.map((result) => result.eventsPerSecond)),
         deliveriesPerSecond: median(results.map((result) => result.deliveriesPerSecond)),
         deliveriesPerSecondMin: Math.min(...results.map((result) => result.deliveriesPerSecond)),
@@ -272,7 +306,7 @@ export async function runFanout ({ name, transport, path, implementations: all, 
       }
       return row
     })
-    console.log(`\n${name}, ${size.clients} clients, ${size.events} events of 200 bytes, ${BATCH} per tick (medians of ${REPS}):\n`)
+    console.log(`\n${name}, ${size.clients} clients, ${size.events} events of 200 bytes or more, ${BATCH} per tick (medians of ${REPS}):\n`)
     console.log(table(rows))
   }
   console.log('')
