@@ -1,6 +1,7 @@
 // @ts-check
 // The hand-optimised SSE ceiling on node:http: what fastify-realtime does, written by hand for one
-// route. GET /events answers 200 with the event-stream headers at once (chunked, as Node sends an
+// route. Each event carries what fastify-realtime's does on the wire: an id (`<ms>-<n>`, as its
+// memory broker makes them) and the event name. GET /events answers 200 with the event-stream headers at once (chunked, as Node sends an
 // HTTP/1.1 response of unknown length) and joins the set of clients. Publishing frames the event
 // once, as the whole HTTP/1.1 chunk (`<size hex>\r\n<frame>\r\n`, RFC 9112 section 7.1), and writes
 // that one buffer to every client's socket directly, past the response; the first publish of a tick
@@ -17,6 +18,7 @@ function chunk (frame) {
 }
 
 await serve(async () => {
+  let published = 0
   /** @type {Set<import('node:net').Socket>} */
   const clients = new Set()
   let corked = false
@@ -41,7 +43,7 @@ await serve(async () => {
     listen: () => listenHttp(server),
     subscribers: () => clients.size,
     publish (event) {
-      const bytes = chunk(`event: ${EVENT}\ndata: ${JSON.stringify(event)}\n\n`)
+      const bytes = chunk(`id: ${Date.now()}-${published++}\nevent: ${EVENT}\ndata: ${JSON.stringify(event)}\n\n`)
       if (!corked) {
         corked = true
         for (const socket of clients) socket.cork()

@@ -1,7 +1,7 @@
 // @ts-check
 // The hand-optimised WebSocket ceiling on ws: what fastify-realtime does, written by hand. Every
-// connection joins ws's `clients`; publishing serializes `{"type":"event","event":"tick","data":…}`
-// once, frames it once (FIN + text opcode, the payload length, no mask: RFC 6455 section 5.2), and
+// connection joins ws's `clients`; publishing serializes the message fastify-realtime sends for a
+// topic event, `{"type":"event","topic":"bench","id":"<ms>-<n>","event":"tick","data":…}`, once, frames it once (FIN + text opcode, the payload length, no mask: RFC 6455 section 5.2), and
 // writes those bytes to every connection's socket (`ws._socket`), past ws's sender (no extension is
 // negotiated, and nothing else is sent, so frames cannot interleave); the first publish of a tick
 // corks every socket, and one process.nextTick uncorks them all, so the events of a tick leave in
@@ -10,6 +10,9 @@
 import http from 'node:http'
 import { WebSocketServer } from 'ws'
 import { EVENT, closeHttp, listenHttp, serve } from './harness.mjs'
+
+// The topic fastify-realtime's bench server publishes to (contracts.mjs, which loads the library).
+const TOPIC = 'bench'
 
 /** @param {string} text */
 function textFrame (text) {
@@ -32,6 +35,7 @@ function textFrame (text) {
 }
 
 await serve(async () => {
+  let published = 0
   const server = http.createServer((request, response) => { response.writeHead(404).end() })
   const wss = new WebSocketServer({ server })
   // The clients ws tracks itself (wss.clients), each with its TCP socket.
@@ -46,7 +50,7 @@ await serve(async () => {
     listen: () => listenHttp(server),
     subscribers: () => clients.size,
     publish (event) {
-      const frame = textFrame(JSON.stringify({ type: 'event', event: EVENT, data: event }))
+      const frame = textFrame(JSON.stringify({ type: 'event', topic: TOPIC, id: `${Date.now()}-${published++}`, event: EVENT, data: event }))
       if (!corked) {
         corked = true
         for (const client of clients) client._socket.cork()
