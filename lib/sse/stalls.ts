@@ -4,13 +4,15 @@ export interface StallMember {
   readonly unsentBytes: number
   /** Bytes of the socket's write in progress that the kernel has not taken yet (0 when unknown). */
   readonly queuedBytes: number
+  /** Bytes written to the stream while congested, a running total. */
+  readonly writtenBytes: number
   /** Closes the stream: its client stopped reading. */
   cutStalled (): void
 }
 
 /**
  * A watched stream at its last check: its unsent bytes, the part of its write in progress still
- * queued, bytes written since, checks without progress.
+ * queued, its written total, checks without progress.
  */
 interface Watch {
   unsent: number
@@ -52,13 +54,7 @@ export class Stalls {
       group = { timer, members }
       this.groups.set(timeout, group)
     }
-    group.members.set(member, { unsent: member.unsentBytes, queued: member.queuedBytes, written: 0, idleChecks: 0 })
-  }
-
-  /** Counts bytes written to a watched stream, so that its progress can be told from its new backlog. */
-  wrote (timeout: number, member: StallMember, bytes: number): void {
-    const watch = this.groups.get(timeout)?.members.get(member)
-    if (watch !== undefined) watch.written += bytes
+    group.members.set(member, { unsent: member.unsentBytes, queued: member.queuedBytes, written: member.writtenBytes, idleChecks: 0 })
   }
 
   /** Stops watching a stream (it drained, or ended); a no-op for one not watched. */
@@ -74,10 +70,11 @@ function check (members: Map<StallMember, Watch>): void {
   for (const [member, watch] of members) {
     const unsent = member.unsentBytes
     const queued = member.queuedBytes
+    const written = member.writtenBytes
     // Progress: a write completed (the unsent bytes fell by more than what was written since), or
     // the kernel took part of the write in progress (one write at a time is in progress, so its
     // queue only grows when a new one starts, which the first test has seen).
-    if (unsent < watch.unsent + watch.written || queued < watch.queued) {
+    if (unsent < watch.unsent + (written - watch.written) || queued < watch.queued) {
       watch.idleChecks = 0
     } else if (++watch.idleChecks > CHECKS_PER_TIMEOUT) {
       // cutStalled() ends the stream, which unwatches it (and may clear this very timer).
@@ -86,6 +83,6 @@ function check (members: Map<StallMember, Watch>): void {
     }
     watch.unsent = unsent
     watch.queued = queued
-    watch.written = 0
+    watch.written = written
   }
 }

@@ -130,6 +130,8 @@ function onGone (this: Owned): void {
  */
 class StreamExtras {
   onDrain: (() => void) | undefined
+  // Bytes written while congested, read by the stall watch to tell progress from new backlog.
+  writtenWhileCongested = 0
   drainWaiters: (() => void)[] | undefined
   controller: AbortController | undefined
   closedPromise: Promise<void> | undefined
@@ -346,7 +348,7 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
         ;(socket ?? this.raw).once('drain', extras.onDrain)
         this.host.stalls.watch(this.limits.stallTimeout, this)
       } else {
-        this.host.stalls.wrote(this.limits.stallTimeout, this, frame.length)
+        (this.extras as StreamExtras).writtenWhileCongested += frame.length
       }
       // What is still unsent, not what was written since the congestion began: a client that reads
       // steadily, slower than the server writes, keeps the socket above its high-water mark (so no
@@ -359,6 +361,11 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
   /** @internal */
   get unsentBytes (): number {
     return (this.socket ?? this.raw).writableLength
+  }
+
+  /** @internal */
+  get writtenBytes (): number {
+    return (this.extras as StreamExtras).writtenWhileCongested
   }
 
   /** @internal */
