@@ -9,6 +9,8 @@ import { RedisServer } from '../../helpers/redis.js'
 import { within } from '../../helpers/ws.js'
 
 const escaped = recordEscapes(t)
+// A million publishes on a shared machine: a bound for a hang, not a speed measure.
+t.setTimeout(240000)
 
 /** Lets the event loop turn once (I/O included), with no timer. */
 function turn (): Promise<void> {
