@@ -21,15 +21,13 @@ const STALL = 200
 // must consume that much within the timeout.
 const STEADY_STALL = 500
 
-/** True once the log holds the stall cut (and no byte-bound cut). */
-function cutByStall (lines: Array<Record<string, any>>): boolean {
-  return lines.some((line) => line.stallTimeout === STALL && /has not read/.test(line.msg)) &&
-    !lines.some((line) => line.maxBufferedBytes !== undefined)
-}
-
-t.test('a push stream whose client stopped reading is closed after stallTimeout, far under maxBufferedBytes', async (t) => {
+/**
+ * A push stream to a TCP client that reads nothing, written `blob` by `blob` until the server's
+ * socket keeps 64 KiB it cannot send.
+ */
+async function congestedPushStream (t: Test, stallTimeout: number, blob: string) {
   const logs = captureLogs()
-  const app = await build(t, { stallTimeout: STALL, maxBufferedBytes: MAX_BUFFERED }, { logger: { stream: logs.stream } })
+  const app = await build(t, { stallTimeout, maxBufferedBytes: MAX_BUFFERED }, { logger: { stream: logs.stream } })
   const opened = deferred<{ stream: SseStream, socket: net.Socket }>()
   app.get('/e', (request, reply) => {
     opened.resolve({ stream: reply.sse({ contract: feed }), socket: request.raw.socket })
@@ -39,12 +37,22 @@ t.test('a push stream whose client stopped reading is closed after stallTimeout,
   client.pause()
   t.teardown(() => client.destroy())
   const { stream, socket } = await opened.promise
-  const blob = 'p'.repeat(16 * 1024)
-  // Write until the socket keeps bytes it cannot send, then write nothing more.
   for (let i = 0; i < 10000 && socket.writableLength < 64 * 1024; i++) {
     stream.send('blob', blob)
     await tick()
   }
+  return { logs, app, stream, socket, client }
+}
+
+/** True once the log holds the stall cut (and no byte-bound cut). */
+function cutByStall (lines: Array<Record<string, any>>): boolean {
+  return lines.some((line) => line.stallTimeout === STALL && /has not read/.test(line.msg)) &&
+    !lines.some((line) => line.maxBufferedBytes !== undefined)
+}
+
+t.test('a push stream whose client stopped reading is closed after stallTimeout, far under maxBufferedBytes', async (t) => {
+  // Write until the socket keeps bytes it cannot send, then write nothing more.
+  const { logs, app, stream, socket } = await congestedPushStream(t, STALL, 'p'.repeat(16 * 1024))
   const unsent = socket.writableLength
   t.ok(unsent >= 64 * 1024, `the server's socket holds ${unsent} unsent bytes`)
   const reported: ConsumerSlowEvent[] = []
@@ -148,23 +156,9 @@ function readSteadily (t: Test, client: net.Socket, everyMs: number): { bytes: n
 }
 
 t.test('a push stream read slowly but steadily is never cut, congested for many times stallTimeout', async (t) => {
-  const logs = captureLogs()
-  const app = await build(t, { stallTimeout: STEADY_STALL, maxBufferedBytes: MAX_BUFFERED }, { logger: { stream: logs.stream } })
-  const opened = deferred<{ stream: SseStream, socket: net.Socket }>()
-  app.get('/e', (request, reply) => {
-    opened.resolve({ stream: reply.sse({ contract: feed }), socket: request.raw.socket })
-    return reply
-  })
-  const client = await rawRequest(await listen(app), '/e')
-  client.pause()
-  t.teardown(() => client.destroy())
-  const { stream, socket } = await opened.promise
-  const blob = 's'.repeat(8 * 1024)
   // Fill the kernel's buffers until the server's socket keeps bytes (the client reads nothing yet).
-  for (let i = 0; i < 10000 && socket.writableLength < 64 * 1024; i++) {
-    stream.send('blob', blob)
-    await tick()
-  }
+  const blob = 's'.repeat(8 * 1024)
+  const { logs, stream, socket, client } = await congestedPushStream(t, STEADY_STALL, blob)
   const read = readSteadily(t, client, 5)
   // For six stall timeouts the server keeps the socket congested (over its high-water mark), so
   // the stall watch runs throughout.
