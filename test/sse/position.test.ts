@@ -1,6 +1,6 @@
 // `realtime.position`: after each subscribe() has replayed (or reset) and gone live, the stream sends
 // the newest id of the log as its last event id, so a client that has had no event yet resumes.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Type } from '@sinclair/typebox'
 import { defineContract, memoryBroker, type Broker, type BrokerEvent } from '../../lib/index.js'
 import { injectSSE } from '../../lib/testing/index.js'
@@ -109,11 +109,8 @@ t.test('a lagging feed that brings, after the switch to live, events up to the p
   t.same(await sse.next(), { event: 'message', data: '{"text":"new"}', id: fresh }, 'the event at the position is not sent')
 })
 
-t.test('a broker without position() sends no position: the stream resumes from event ids only', async (t) => {
-  const inner = memoryBroker()
-  const broker = brokerWith(inner, {})
-  delete broker.position
-  t.teardown(() => inner.close())
+/** An app whose /e subscribes its stream to `lobby`, then sends `subscribed`: what comes before it is the subscribe's. */
+async function subscribedMarkerApp (t: Test, broker: Broker) {
   const app = await build(t, { broker })
   const lobby = app.realtime.topic('lobby', { contract: chat })
   app.get('/e', async (request, reply) => {
@@ -121,6 +118,15 @@ t.test('a broker without position() sends no position: the stream resumes from e
     await stream.subscribe(lobby)
     stream.send('message', { text: 'subscribed' })
   })
+  return { app, lobby }
+}
+
+t.test('a broker without position() sends no position: the stream resumes from event ids only', async (t) => {
+  const inner = memoryBroker()
+  const broker = brokerWith(inner, {})
+  delete broker.position
+  t.teardown(() => inner.close())
+  const { app, lobby } = await subscribedMarkerApp(t, broker)
   const first = await lobby.publish('message', { text: 'first' })
   for (const lastEventId of [undefined, first, 'unknown']) {
     const sse = await injectSSE(app, { url: '/e', lastEventId })
@@ -134,13 +140,7 @@ t.test('a position that is not an event id is not sent', async (t) => {
   const inner = memoryBroker()
   const broker = brokerWith(inner, { position: async () => 'latest' })
   t.teardown(() => inner.close())
-  const app = await build(t, { broker })
-  const lobby = app.realtime.topic('lobby', { contract: chat })
-  app.get('/e', async (request, reply) => {
-    const stream = reply.sse()
-    await stream.subscribe(lobby)
-    stream.send('message', { text: 'subscribed' })
-  })
+  const { app } = await subscribedMarkerApp(t, broker)
   const sse = await injectSSE(app, { url: '/e' })
   t.same(await sse.next(), { event: 'message', data: '{"text":"subscribed"}', id: undefined })
 })
