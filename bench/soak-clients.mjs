@@ -21,6 +21,7 @@
 
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
+import { serveCommands } from './util.mjs'
 
 const clock = () => performance.timeOrigin + performance.now()
 const sleep = (/** @type {number} */ ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -214,16 +215,4 @@ const commands = {
   }
 }
 
-process.on('message', async (/** @type {any} */ message) => {
-  const { id, cmd, ...args } = message
-  try {
-    const command = commands[cmd]
-    if (command === undefined) throw new Error(`unknown command ${cmd}`)
-    process.send?.({ id, ...(await command(args)) })
-  } catch (err) {
-    process.send?.({ id, error: String(/** @type {Error} */ (err).stack ?? err) })
-  }
-})
-// The driver gone (killed, crashed): do not outlive it.
-process.on('disconnect', () => process.exit(0))
-process.send?.({ ready: true })
+serveCommands(commands)

@@ -23,6 +23,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { defineContract, fastifySse, fastifyWs } from 'fastify-realtime'
+import { serveCommands } from './util.mjs'
 
 const heartbeatArg = process.argv.find((arg) => arg.startsWith('--heartbeat='))
 const heartbeat = heartbeatArg === undefined ? undefined : Number(heartbeatArg.split('=')[1])
@@ -160,16 +161,4 @@ const commands = {
   }
 }
 
-process.on('message', async (/** @type {any} */ message) => {
-  const { id, cmd, ...args } = message
-  try {
-    const command = commands[cmd]
-    if (command === undefined) throw new Error(`unknown command ${cmd}`)
-    process.send?.({ id, ...(await command(args)) })
-  } catch (err) {
-    process.send?.({ id, error: String(/** @type {Error} */ (err).stack ?? err) })
-  }
-})
-// The driver gone (killed, crashed): do not outlive it.
-process.on('disconnect', () => process.exit(0))
-process.send?.({ ready: true, port: new URL(address).port })
+serveCommands(commands, { port: new URL(address).port })

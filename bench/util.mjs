@@ -163,3 +163,26 @@ export async function spawnServer (name, { cpu, fileLimit, env = {} } = {}) {
     }
   }
 }
+
+/**
+ * The child side of a driven process: answers each `{ id, cmd, ...args }` message with the result
+ * of `commands[cmd](args)` (or its error's stack) under the same id, exits once the driver is gone,
+ * and tells the driver it is ready, with `ready` added to that message.
+ * @param {Record<string, (args: any) => unknown>} commands
+ * @param {Record<string, unknown>} [ready]
+ */
+export function serveCommands (commands, ready = {}) {
+  process.on('message', async (/** @type {any} */ message) => {
+    const { id, cmd, ...args } = message
+    try {
+      const command = commands[cmd]
+      if (command === undefined) throw new Error(`unknown command ${cmd}`)
+      process.send?.({ id, ...(/** @type {object} */ (await command(args))) })
+    } catch (err) {
+      process.send?.({ id, error: String(/** @type {Error} */ (err).stack ?? err) })
+    }
+  })
+  // The driver gone (killed, crashed): do not outlive it.
+  process.on('disconnect', () => process.exit(0))
+  process.send?.({ ready: true, ...ready })
+}
