@@ -7,9 +7,9 @@ import { defineContract, type Topic } from '../../lib/index.js'
 import { redisBroker } from '../../lib/brokers/redis/index.js'
 import { createSseClient, createWsClient } from '../../lib/client/index.js'
 import { recordEscapes } from '../helpers/index.js'
+import { withRedisUrl } from '../helpers/redis.js'
 import { FAST, NodeWebSocket, serve, until } from '../helpers/client.js'
 
-const REDIS_URL = process.env.REDIS_URL
 const feed = defineContract({ events: { tick: Type.Object({ n: Type.Number() }) } })
 type Feed = typeof feed
 
@@ -64,12 +64,4 @@ function suite (url: string): void {
   })
 }
 
-if (REDIS_URL === undefined || REDIS_URL === '') {
-  if (process.env.CI) {
-    t.fail('REDIS_URL is not set: in CI the Redis tests must run, never be skipped (.ci/run starts a redis-server and exports REDIS_URL)')
-  } else {
-    t.plan(0, 'REDIS_URL is not set: run `scripts/redis-test-server.sh`, then `REDIS_URL=... npm test`')
-  }
-} else {
-  suite(REDIS_URL)
-}
+withRedisUrl(t, suite)

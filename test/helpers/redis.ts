@@ -281,3 +281,14 @@ export class RedisServer {
     rmSync(this.dir, { recursive: true, force: true })
   }
 }
+
+/**
+ * Runs `suite` on the Redis of REDIS_URL. Without one the file plans nothing, except in CI, where
+ * the Redis tests must run and never be skipped (.ci/run starts a redis-server and exports REDIS_URL).
+ */
+export function withRedisUrl (t: Test, suite: (url: string) => void): void {
+  const url = process.env.REDIS_URL
+  if (url !== undefined && url !== '') suite(url)
+  else if (process.env.CI) t.fail('REDIS_URL is not set: in CI the Redis tests must run, never be skipped (.ci/run starts a redis-server and exports REDIS_URL)')
+  else t.plan(0, 'REDIS_URL is not set: run `scripts/redis-test-server.sh`, then `REDIS_URL=... npm test`')
+}

@@ -9,11 +9,9 @@ import { Redis } from 'ioredis'
 import { fastifySse, fastifyWs } from '../../../lib/index.js'
 import { redisBroker } from '../../../lib/brokers/redis/index.js'
 import { injectSSE } from '../../../lib/testing/index.js'
-import { chat, idOf, instance, openSse, openWs, readUntil, sseClient, transports, until, type Client, type Instance } from '../../helpers/redis.js'
+import { chat, idOf, withRedisUrl, instance, openSse, openWs, readUntil, sseClient, transports, until, type Client, type Instance } from '../../helpers/redis.js'
 import { deferred, sleep, within } from '../../helpers/ws.js'
 import { recordEscapes } from '../../helpers/index.js'
-
-const REDIS_URL = process.env.REDIS_URL
 
 // Nothing in this file may escape as an uncaughtException or unhandledRejection.
 const escaped = recordEscapes(t)
@@ -54,15 +52,7 @@ function withName (url: string, name: string): string {
   return parsed.toString()
 }
 
-if (REDIS_URL === undefined || REDIS_URL === '') {
-  if (process.env.CI) {
-    t.fail('REDIS_URL is not set: in CI the Redis tests must run, never be skipped (.ci/run starts a redis-server and exports REDIS_URL)')
-  } else {
-    t.plan(0, 'REDIS_URL is not set: run `scripts/redis-test-server.sh`, then `REDIS_URL=... npm test`')
-  }
-} else {
-  suite(REDIS_URL)
-}
+withRedisUrl(t, suite)
 
 function suite (url: string): void {
   /** A raw connection for checks, closed when the test ends. */
