@@ -21,11 +21,11 @@
 // the library's own registry elsewhere (ws's clients, better-sse's Channel, socket.io's namespace,
 // fastify-realtime's topic, whose subscribers the server counts through the hub).
 //
-// Run:  npm run bench -- idle-memory [--reps=5] [--quick]     or  node --expose-gc bench/idle-memory.mjs
+// Run:  npm run bench -- idle-memory [--reps=5] [--quick] [--only=ws-realtime]     or  node --expose-gc bench/idle-memory.mjs
 // Results: tables on stdout, and bench/results/idle-memory-<time>.json.
 
 import {
-  REPS, fixed, machineInfo, median, openClient, openMany, quick, sleep, spread, startServer, table,
+  ONLY, REPS, fixed, machineInfo, median, openClient, openMany, quick, sleep, spread, startServer, table,
   waitSubscribers, withBaseline, writeResults
 } from './common.mjs'
 
@@ -117,7 +117,11 @@ async function main () {
   const summary = {}
   /** @type {string[]} */
   const verdicts = []
-  for (const { transport, bare, implementations } of groups) {
+  for (const { transport, bare, implementations: all } of groups) {
+    // --only: the named implementations, with the baseline and the bare route their ratios need.
+    const named = all.filter((impl) => ONLY === undefined || ONLY.includes(impl.server))
+    if (named.length === 0) continue
+    const implementations = all.filter((impl, i) => i === 0 || impl.name === bare || named.includes(impl))
     /** @type {Record<string, Array<Awaited<ReturnType<typeof once>>>>} */
     const byImpl = Object.fromEntries(implementations.map((impl) => [impl.name, []]))
     runs[transport] = byImpl
