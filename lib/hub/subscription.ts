@@ -5,6 +5,10 @@ import type { Encoder, Hub, Subscriber } from './hub.js'
 
 /** What a subscription writes to: an SSE stream or a WebSocket connection. @internal */
 export interface Sink {
+  /** The hub the sink's topics live in. */
+  readonly hub: Hub
+  /** The transport's encoder of topic events. */
+  readonly encode: Encoder<Buffer>
   readonly isOpen: boolean
   readonly maxBufferedBytes: number
   /** True while written bytes wait for the socket to drain. */
@@ -40,25 +44,23 @@ export type OnLive = (position: string | undefined, resumed: boolean) => void
  */
 export class Subscription implements Subscriber<Buffer> {
   readonly topics: readonly string[]
-  private readonly hub: Hub
   private readonly sink: Sink
-  private readonly encode: Encoder<Buffer>
-  private buffered: BrokerEvent[] | undefined = []
-  private bufferedBytes = 0
-  // Events at or before this id were written, or precede the subscription: drop them until one
-  // passes (a tail reader that lags, as with Redis, can deliver them after the switch to live).
-  private floor: EventIdParts | undefined
+  // Kept until the subscription is live (a live one holds none of it): the live events that
+  // arrived meanwhile, and the run in progress.
+  private startup: Startup | undefined = new Startup()
+  // Events at or before this event id were written, or precede the subscription: drop them until
+  // one passes (a tail reader that lags, as with Redis, can deliver them after the switch to live).
+  // The id string itself: it is one the subscription holds anyway, where its parsed form would
+  // cost every idle subscription 56 bytes.
+  private floor: string | undefined
   /** The id of the last event written (replayed or live), in id order. */
   lastWritten: string | undefined
   /** The position reported when the subscription went live. */
   private livePosition: string | undefined
-  private started: Promise<void> | undefined
 
-  constructor (hub: Hub, sink: Sink, topics: readonly string[], encode: Encoder<Buffer>) {
-    this.hub = hub
+  constructor (sink: Sink, topics: readonly string[]) {
     this.sink = sink
     this.topics = topics
-    this.encode = encode
   }
 
   /** Where a client of this subscription stands now: its position, or the last event written since (undefined without a position). */
@@ -68,27 +70,21 @@ export class Subscription implements Subscriber<Buffer> {
 
   /** Resolves once the subscription is live, or has ended without going live. */
   get ready (): Promise<void> {
-    return this.started ?? Promise.resolve()
+    return this.startup?.run ?? Promise.resolve()
   }
 
   /** Subscribes, replays after `after` (none when undefined), then goes live. Never rejects. */
   start (after: string | undefined, onLive?: OnLive): Promise<void> {
-    // Kept only while it runs (run() always awaits the broker first): a live subscription holds no promise.
-    this.started = this.run(after, onLive)
-    return this.started
-  }
-
-  private async run (after: string | undefined, onLive: OnLive | undefined): Promise<void> {
-    try {
-      await this.replay(after, onLive)
-    } finally {
-      this.started = undefined
-    }
+    const startup = this.startup as Startup
+    // replay() always awaits the broker first: the promise is in place before the run can end.
+    startup.run = this.replay(after, onLive).finally(() => { this.startup = undefined })
+    return startup.run
   }
 
   private async replay (after: string | undefined, onLive: OnLive | undefined): Promise<void> {
-    for (const topic of this.topics) this.hub.add(topic, this.encode, this)
-    const broker = this.hub.broker
+    const hub = this.sink.hub
+    for (const topic of this.topics) hub.add(topic, this.sink.encode, this)
+    const broker = hub.broker
     let position: string | undefined
     let history: BrokerEvent[] | null | undefined
     try {
@@ -110,14 +106,14 @@ export class Subscription implements Subscriber<Buffer> {
     // A custom broker's position that is no event id is no position.
     if (parseEventId(position) === undefined) position = undefined
     if (history === null) {
-      this.hub.counters.resets++
+      hub.counters.resets++
       this.announce(false, 0)
       this.sink.reset(this.topics)
     } else if (history !== undefined) {
-      this.hub.counters.resumed++
+      hub.counters.resumed++
       this.announce(true, history.length)
       for (const event of history) {
-        this.sink.write(this.encode(event))
+        this.sink.write(this.sink.encode(event))
         this.lastWritten = event.id
         if (this.sink.congested) await this.sink.drained()
         if (!this.sink.isOpen) return
@@ -137,18 +133,20 @@ export class Subscription implements Subscriber<Buffer> {
 
   /** Removes the subscription from the hub. */
   stop (): void {
-    for (const topic of this.topics) this.hub.remove(topic, this.encode, this)
+    const hub = this.sink.hub
+    for (const topic of this.topics) hub.remove(topic, this.sink.encode, this)
   }
 
   deliver (frame: Buffer, event: BrokerEvent): void {
-    if (this.buffered !== undefined) {
-      this.buffered.push(event)
-      this.bufferedBytes += frame.length
-      if (this.bufferedBytes > this.sink.maxBufferedBytes) this.sink.cutSlowConsumer()
+    const startup = this.startup
+    if (startup !== undefined && startup.buffered !== undefined) {
+      startup.buffered.push(event)
+      startup.bufferedBytes += frame.length
+      if (startup.bufferedBytes > this.sink.maxBufferedBytes) this.sink.cutSlowConsumer()
       return
     }
     if (this.floor !== undefined) {
-      if (!this.passesFloor(event)) return
+      if (!passes(event, this.floor)) return
       this.floor = undefined
     }
     this.sink.write(frame)
@@ -160,20 +158,30 @@ export class Subscription implements Subscriber<Buffer> {
    * then delivers live, dropping what a lagging feed still brings up to that position.
    */
   private goLive (floor: string | undefined, position: string | undefined, resumed: boolean, onLive: OnLive | undefined): void {
-    const buffered = this.buffered as BrokerEvent[]
-    this.buffered = undefined
-    this.floor = parseEventId(floor)
-    for (const event of buffered) this.deliver(this.encode(event), event)
+    const startup = this.startup as Startup
+    const buffered = startup.buffered as BrokerEvent[]
+    startup.buffered = undefined
+    this.floor = parseEventId(floor) === undefined ? undefined : floor
+    for (const event of buffered) this.deliver(this.sink.encode(event), event)
     this.livePosition = position
     const now = this.position
     const parsed = parseEventId(now)
-    // Nothing at or before the position is due any more (see run()).
-    if (parsed !== undefined && (this.floor === undefined || compareEventIds(parsed, this.floor) > 0)) this.floor = parsed
+    // Nothing at or before the position is due any more (see replay()).
+    if (parsed !== undefined && (this.floor === undefined || compareEventIds(parsed, parseEventId(this.floor) as EventIdParts) > 0)) this.floor = now
     onLive?.(now, resumed)
   }
+}
 
-  private passesFloor (event: BrokerEvent): boolean {
-    const id = parseEventId(event.id)
-    return id !== undefined && compareEventIds(id, this.floor as EventIdParts) > 0
-  }
+/** What a subscription holds until it is live. */
+class Startup {
+  // Live events that arrived during the replay; undefined once written.
+  buffered: BrokerEvent[] | undefined = []
+  bufferedBytes = 0
+  run: Promise<void> | undefined
+}
+
+/** True when an event comes after `floor`, a valid event id. */
+function passes (event: BrokerEvent, floor: string): boolean {
+  const id = parseEventId(event.id)
+  return id !== undefined && compareEventIds(id, parseEventId(floor) as EventIdParts) > 0
 }

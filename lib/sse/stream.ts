@@ -19,7 +19,7 @@ import { ReservedEvent } from '../protocol/names.js'
 import { POSITION_EVENT_DATA, resetEventData } from '../protocol/reserved-events.js'
 import { channels, type ConnectionInfo } from '../diagnostics.js'
 import { kStreamOwner } from '../symbols.js'
-import { isTopic, topicNames, type AnyTopic, type Hub } from '../hub/hub.js'
+import { isTopic, topicNames, type AnyTopic, type Encoder, type Hub } from '../hub/hub.js'
 import { corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
@@ -238,6 +238,16 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
     return { transport: 'sse', route: this.route, connectionId: extras.connectionId }
   }
 
+  /** The hub the stream's topics live in. @internal */
+  get hub (): Hub {
+    return this.host.hub
+  }
+
+  /** Encodes topic events for this transport. @internal */
+  get encode (): Encoder<Buffer> {
+    return encodeSseEvent
+  }
+
   /** Unsent bytes at which the stream is cut as a slow consumer. @internal */
   get maxBufferedBytes (): number {
     return this.limits.maxBufferedBytes
@@ -270,7 +280,7 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
       throw new FRT_ERR_INVALID_OPTION('topics', 'expected a topic from fastify.realtime.topic(), or an array of them')
     }
     if (!this.isOpen) return Promise.resolve()
-    const subscription = new Subscription(this.host.hub, this, topicNames(list), encodeSseEvent)
+    const subscription = new Subscription(this, topicNames(list))
     const current = this.subscriptions
     this.subscriptions = current === undefined ? subscription : [...(Array.isArray(current) ? current : [current]), subscription]
     return subscription.start(this.lastEventId, (position) => this.positioned(position))

@@ -13,7 +13,7 @@ import {
 } from '../contract.js'
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import type { TopicRules } from '../options.js'
-import { isTopic, topicNames, type AnyTopic, type Hub } from '../hub/hub.js'
+import { isTopic, topicNames, type AnyTopic, type Encoder, type Hub } from '../hub/hub.js'
 import { CORK_LIMIT, corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
 import { Subscription, type OnLive, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
@@ -35,6 +35,8 @@ import { kConnection } from '../symbols.js'
 import type { WsRouteEntry } from '../asyncapi/registry.js'
 import { channels, traceHandler, type ConnectionInfo } from '../diagnostics.js'
 import { encodeWsEvent, framePayload } from './frame.js'
+import type { PendingUpgrades } from './pending-upgrades.js'
+import type { RealtimeSocket, SocketOwner } from './socket.js'
 import { ProtocolError, parseMessage, type InboundMessage } from './inbound.js'
 import { clientSubscribe, clientUnsubscribe } from './topics.js'
 
@@ -107,16 +109,11 @@ export interface WsRouteSettings {
 /** What all connections of one plugin registration share. @internal */
 export interface WsHost {
   readonly hub: Hub
-  readonly open: Set<ConnectionImpl>
   /** Sockets of upgrade requests not yet connections (still in Fastify's hooks). */
-  readonly upgrading: Set<Socket>
-  /** The 'close' listener that removes a socket from `upgrading`. */
-  readonly forgetUpgrade: (this: Socket) => void
+  readonly upgrading: PendingUpgrades
 }
 
 const BAD_MESSAGES_BEFORE_CLOSE = 10
-/** A ws socket that knows its connection. */
-type Owned = WebSocket & { [kConnection]: ConnectionImpl }
 
 /**
  * A random UUID as a flat string: randomUUID() returns a rope of a dozen pieces, over 400 bytes
@@ -166,7 +163,7 @@ class ConnectionState {
 }
 
 /** @internal */
-export class ConnectionImpl implements Sink, Corkable {
+export class ConnectionImpl implements Sink, Corkable, SocketOwner {
   readonly user: RealtimeUser
   readonly request: FastifyRequest
   isOpen = true
@@ -193,19 +190,12 @@ export class ConnectionImpl implements Sink, Corkable {
     this.tcp = tcpSocketOf(socket)
     this.plain = socket.extensions === ''
     host.upgrading.delete(this.tcp)
-    this.tcp.removeListener('close', host.forgetUpgrade)
     this.request = request
     this.user = auth?.user as RealtimeUser
     this.route = route
     this.host = host
-    // Listeners shared by every connection (no closures per connection): ws calls them with the socket.
-    ;(socket as Owned)[kConnection] = this
-    socket.on('message', ConnectionImpl.onMessage)
-    socket.on('close', ConnectionImpl.onSocketClose)
-    socket.on('error', ConnectionImpl.onSocketError)
-    socket.on('pong', ConnectionImpl.onPong)
-    socket.on('ping', ConnectionImpl.onPing)
-    host.open.add(this)
+    // The socket hands its events to the connection (./socket.ts); the server's `clients` holds it.
+    ;(socket as RealtimeSocket)[kConnection] = this
     const counters = host.hub.counters
     counters.ws++
     counters.opened++
@@ -275,6 +265,11 @@ export class ConnectionImpl implements Sink, Corkable {
     return this.host.hub
   }
 
+  /** Encodes topic events for this transport. @internal */
+  get encode (): Encoder<Buffer> {
+    return encodeWsEvent
+  }
+
   /** How many topics the connection holds. @internal */
   get subscriptionCount (): number {
     const current = this.subscriptions
@@ -290,7 +285,7 @@ export class ConnectionImpl implements Sink, Corkable {
 
   /** Subscribes to a topic the connection does not hold, and starts it; the hub holds the topic from now on. @internal */
   addSubscription (topic: AnyTopic, after: string | undefined, onLive: OnLive | undefined): Subscription {
-    const subscription = new Subscription(this.host.hub, this, topicNames([topic]), encodeWsEvent)
+    const subscription = new Subscription(this, topicNames([topic]))
     const current = this.subscriptions
     this.subscriptions = current === undefined ? subscription : [...(Array.isArray(current) ? current : [current]), subscription]
     subscription.start(after, onLive)
@@ -485,11 +480,8 @@ export class ConnectionImpl implements Sink, Corkable {
     this.closeWith(CloseCode.InternalError, 'server error')
   }
 
-  private static onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
-    (this as Owned)[kConnection].message(data, isBinary)
-  }
-
-  private message (data: Buffer, isBinary: boolean): void {
+  /** A message from the peer. @internal */
+  message (data: Buffer, isBinary: boolean): void {
     if (!this.isOpen) return
     this.host.hub.counters.received++
     this.alive = true
@@ -508,14 +500,10 @@ export class ConnectionImpl implements Sink, Corkable {
     this.process(data, limited)
   }
 
-  private static onPing (this: WebSocket): void {
-    const conn = (this as Owned)[kConnection]
-    conn.alive = true
-    conn.countForRateLimit()
-  }
-
-  private static onPong (this: WebSocket): void {
-    (this as Owned)[kConnection].alive = true
+  /** A ping (counted as a message by the rate limit) or a pong from the peer. @internal */
+  control (ping: boolean): void {
+    this.alive = true
+    if (ping) this.countForRateLimit()
   }
 
   /** Counts one message: false when allowed, true when over the limit, undefined when the connection was closed for abuse. */
@@ -649,12 +637,12 @@ export class ConnectionImpl implements Sink, Corkable {
     state.expiryTimer.unref()
   }
 
-  private static onSocketError (this: WebSocket, err: Error): void {
-    const conn = (this as Owned)[kConnection]
+  /** An error of the socket. @internal */
+  socketError (err: Error): void {
     // ws closes the socket itself after a protocol error (1002, 1007, 1009): report that code.
-    conn.extra.serverCode ??= closeCodeOfWsError(err)
-    conn.log.debug({ err }, 'fastify-realtime: WebSocket error')
-    conn.stopReading()
+    this.extra.serverCode ??= closeCodeOfWsError(err)
+    this.log.debug({ err }, 'fastify-realtime: WebSocket error')
+    this.stopReading()
   }
 
   private releaseDrainWaiters (): void {
@@ -666,13 +654,9 @@ export class ConnectionImpl implements Sink, Corkable {
     for (const resolve of waiters) resolve()
   }
 
-  private static onSocketClose (this: WebSocket, code: number, reason: Buffer): void {
-    (this as Owned)[kConnection].closed(code, reason)
-  }
-
-  private closed (code: number, reason: Buffer): void {
+  /** The socket closed. @internal */
+  closed (code: number, reason: Buffer): void {
     this.isOpen = false
-    this.host.open.delete(this)
     this.release()
     const serverCode = this.state?.serverCode
     const finalCode = serverCode ?? code

@@ -8,9 +8,11 @@ import { channels } from '../diagnostics.js'
 import { FRT_ERR_WS_CONFLICT } from '../errors.js'
 import { attachHub } from '../hub/attach.js'
 import { CloseCode } from '../protocol/close-codes.js'
-import { kAuth } from '../symbols.js'
+import { kAuth, kConnection } from '../symbols.js'
 import { selectProtocol } from './auth.js'
 import type { WsHost } from './connection.js'
+import { PendingUpgrades } from './pending-upgrades.js'
+import { RealtimeSocket } from './socket.js'
 import { settingsOf, type AppWs, type FastifyWsOptions, type WsRouteOptions } from './options.js'
 import { guardRoute, onWebsocketError, registerRoute } from './route.js'
 import { CLOSE_TIMEOUT, refuseLateUpgrade, refuseTooMany, upgradeBudget } from './upgrade.js'
@@ -28,24 +30,15 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
   // Before @fastify/websocket's own onRoute hook, which replaces every route's handler.
   fastify.addHook('onRoute', guardRoute(settings.origins, hub))
   serveDocument(fastify, hub, settings.asyncapi)
-  // Upgrade requests still in Fastify's hooks (an authenticate that has not settled): Node's HTTP
-  // timeouts no longer apply to them and nothing reads their sockets, so app.close() ends them.
-  // A socket leaves the set when it closes, or when it becomes a connection.
-  const upgrading = new Set<Socket>()
+  const upgrading = new PendingUpgrades()
   /** An upgrade refused before routing: no route to name. */
   const rejected = (status: number): void => {
     hub.counters.rejected++
     if (channels.connectionReject.hasSubscribers) channels.connectionReject.publish({ transport: 'ws', route: null, status })
   }
-  const host: WsHost = {
-    hub,
-    open: new Set(),
-    upgrading,
-    forgetUpgrade () { upgrading.delete(this) }
-  }
+  const host: WsHost = { hub, upgrading }
   fastify.server.on('upgrade', function trackUpgrade (_request: unknown, socket: Socket) {
     upgrading.add(socket)
-    socket.on('close', host.forgetUpgrade)
   })
   const listenersBefore = new Set(fastify.server.listeners('upgrade'))
   let upgradeListeners: Function[] = []
@@ -55,7 +48,8 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
       maxFragments: Math.max(MIN_MAX_FRAGMENTS, Math.ceil(settings.maxPayload / MIN_FRAGMENT_BYTES)),
       perMessageDeflate: settings.perMessageDeflate,
       handleProtocols: selectProtocol,
-      closeTimeout: CLOSE_TIMEOUT
+      closeTimeout: CLOSE_TIMEOUT,
+      WebSocket: RealtimeSocket
     } as any,
     errorHandler: onWebsocketError as any,
     // Every socket gets 1001 "going away" (the default would send no code at all, 1005) and
@@ -69,11 +63,11 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
         refuseLateUpgrade(request, socket)
       })
       this.websocketServer.close()
-      const sockets = [...this.websocketServer.clients]
-      for (const socket of upgrading) socket.destroy()
+      const sockets = [...this.websocketServer.clients] as RealtimeSocket[]
+      upgrading.destroyAll()
       // A socket leaves `clients` when it emits 'close', so each of these will emit it.
       const closed = sockets.map((socket) => new Promise((resolve) => socket.once('close', resolve)))
-      for (const conn of host.open) conn.closeWith(CloseCode.GoingAway, 'server shutting down')
+      for (const socket of sockets) socket[kConnection]?.closeWith(CloseCode.GoingAway, 'server shutting down')
       for (const socket of sockets) socket.close(CloseCode.GoingAway, 'server shutting down')
       Promise.all(closed).then(() => done())
     }
@@ -106,8 +100,9 @@ async function fastifyWsPlugin (fastify: FastifyInstance, options: FastifyWsOpti
   } as AppWs)
 
   if (settings.heartbeat > 0) {
+    const clients = fastify.websocketServer.clients as Set<RealtimeSocket>
     const timer = setInterval(() => {
-      for (const conn of host.open) conn.heartbeat()
+      for (const socket of clients) socket[kConnection]?.heartbeat()
     }, settings.heartbeat)
     timer.unref()
     fastify.addHook('onClose', (_instance, done) => {

@@ -20,9 +20,10 @@ import type { Hub } from '../hub/hub.js'
 import { closeCodeOfWsError } from '../internals.js'
 import { functionOption, originsOption, type OriginPolicy } from '../options.js'
 import { CloseCode } from '../protocol/close-codes.js'
-import { kAuth, kRealtimeRoute } from '../symbols.js'
+import { kAuth, kConnection, kRealtimeRoute } from '../symbols.js'
 import { authenticated, originAllowed, type Authenticated } from './auth.js'
 import { ConnectionImpl, type WsHost } from './connection.js'
+import type { RealtimeSocket } from './socket.js'
 import { routeSettings, type Authenticate, type WsRouteOptions, type WsSettings } from './options.js'
 
 function hooks<T> (first: T, rest: T | T[] | undefined): T[] {
@@ -58,15 +59,14 @@ function rejectionHook (hub: Hub, entry: WsRouteEntry) {
   }
 }
 
-const realtimeSockets = new WeakSet<WebSocket>()
-
 /**
  * @fastify/websocket's error handler, which would terminate() the socket (the client sees 1006).
  * ws has already sent the close code of a protocol error (1002, 1007, 1009): leave it be. An error
  * thrown by a plain { websocket: true } route's handler is logged and closes with 1011.
  */
 export function onWebsocketError (error: Error, socket: WebSocket, request: FastifyRequest): void {
-  if (realtimeSockets.has(socket) || closeCodeOfWsError(error) !== undefined) return
+  // A connection's socket reports its errors to the connection (./socket.ts).
+  if ((socket as RealtimeSocket)[kConnection] !== undefined || closeCodeOfWsError(error) !== undefined) return
   request.log.error({ err: error }, 'fastify-realtime: a WebSocket handler failed; the connection was closed')
   socket.close(CloseCode.InternalError, 'server error')
 }
@@ -98,7 +98,6 @@ export function registerRoute (instance: FastifyInstance, url: string, options: 
     handler: Object.assign(function openConnection (socket: WebSocket, request: FastifyRequest) {
       // eslint-disable-next-line no-new -- the connection registers itself with its socket and the host
       new ConnectionImpl(socket, request, (request as any)[kAuth] as Authenticated | null, route, host)
-      realtimeSockets.add(socket)
     }, { [kRealtimeRoute]: route.entry })
   } as any)
 }
