@@ -235,7 +235,7 @@ function suite (): void {
       while (!(await redis.info('replication')).includes('state=online')) await sleep(20)
     })(), 10000, 'the replica in sync')
     const namespace = `publisher-${randomUUID()}`
-    const broker = open(t, { url: server.url, namespace, waitReplicas: 1, commandTimeout: 500 })
+    const broker = open(t, { url: server.url, namespace, waitReplicas: 1, commandTimeout: 3000 })
     const ids = await Promise.all(Array.from({ length: 20 }, (_, i) => broker.publish('lobby', 'message', String(i))))
     const onReplica = admin(t, replica.url)
     t.same((await onReplica.xrange(keyOf(namespace), '-', '+')).map(([id]) => id), ids, 'every resolved event is on the replica')
