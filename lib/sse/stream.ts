@@ -20,7 +20,7 @@ import { POSITION_EVENT_DATA, resetEventData } from '../protocol/reserved-events
 import { channels, type ConnectionInfo } from '../diagnostics.js'
 import { kStreamOwner } from '../symbols.js'
 import { isTopic, topicNames, type AnyTopic, type Encoder, type Hub } from '../hub/hub.js'
-import { corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
+import { Lane, corkForTick, flushLargeCork, joinRun, takeRun, type Corkable } from '../transport/cork.js'
 import { Subscription, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import { chunk, chunkBody, encodeSseEvent } from './chunk.js'
@@ -116,6 +116,8 @@ export interface SseHost {
 const HEARTBEAT_CHUNK = chunk(':\n\n')
 const SOURCE_ERROR_MESSAGE = 'The event source failed.'
 const SOURCE_YIELD_EVERY = 64
+// The shared chunks of topic events written in this tick, which each stream's run is a slice of.
+const lane = new Lane()
 
 /** A request or response that knows its stream. */
 interface Owned { [kStreamOwner]: SseStreamImpl }
@@ -170,6 +172,8 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
   isOpen = true
   congested = false
   corked = false
+  runStart = 0
+  runEnd = 0
   // Set when frames go straight to the socket as pre-built HTTP/1.1 chunks, bypassing res.write().
   private socket: Socket | undefined
   // One subscription, or several (most streams have one: no array for them).
@@ -304,6 +308,8 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
   /** Ends the response; `code` says why, for the diagnostics channels. */
   private end (code: number): void {
     if (!this.isOpen) return
+    // The topic events before the end.
+    if (this.runEnd !== 0) this.flushRun()
     this.raw.end()
     this.finish(code)
   }
@@ -327,15 +333,27 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
     return extras.closedPromise
   }
 
-  /** Writes a chunk made by {@link chunk}, counted as sent. @internal */
+  /**
+   * Writes a topic event's chunk made by {@link chunk}, counted as sent: joined with the tick's other
+   * topic events to this socket while they stay under its high-water mark. @internal
+   */
   write (frame: Buffer): boolean {
     if (!this.isOpen) return false
     this.host.hub.counters.sent++
+    const socket = this.socket
+    if (socket !== undefined && !this.congested && joinRun(this, socket, lane, frame, socket.writableLength, Math.min(socket.writableHighWaterMark, this.maxBufferedBytes))) return true
     return this.push(frame)
   }
 
-  /** Writes a chunk, tracking unsent bytes; cuts the stream past maxBufferedBytes. */
+  /** Writes the tick's run of topic events; dropped once the stream has ended. @internal */
+  flushRun (): void {
+    const frame = takeRun(this, lane)
+    if (this.isOpen) this.push(frame)
+  }
+
+  /** Writes a chunk, after the run before it, tracking unsent bytes; cuts the stream past maxBufferedBytes. */
   private push (frame: Buffer): boolean {
+    if (this.runEnd !== 0) this.flushRun()
     const socket = this.socket
     let flushed: boolean
     if (socket !== undefined) {
@@ -386,7 +404,8 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
   /** Writes a frame given as text. */
   private writeText (frame: string): boolean {
     if (!this.isOpen) return false
-    return this.write(chunk(frame))
+    this.host.hub.counters.sent++
+    return this.push(chunk(frame))
   }
 
   /** @internal */

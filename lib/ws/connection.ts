@@ -14,7 +14,7 @@ import {
 import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import type { TopicRules } from '../options.js'
 import { isTopic, topicNames, type AnyTopic, type Encoder, type Hub } from '../hub/hub.js'
-import { CORK_LIMIT, corkForTick, flushLargeCork, type Corkable } from '../transport/cork.js'
+import { CORK_LIMIT, Lane, corkForTick, flushLargeCork, joinRun, takeRun, type Corkable } from '../transport/cork.js'
 import { Subscription, type OnLive, type Sink } from '../hub/subscription.js'
 import { clientError } from '../public-error.js'
 import type { Authenticated } from './auth.js'
@@ -123,6 +123,8 @@ function flatId (): string {
   return Buffer.from(randomUUID(), 'latin1').toString('latin1')
 }
 const MAX_TIMER = 2 ** 31 - 1
+// The shared frames of topic events written in this tick, which each connection's run is a slice of.
+const lane = new Lane()
 const HANDLER_ERROR_MESSAGE = 'The handler failed.'
 
 /** Close codes and reasons an application may send (RFC 6455 sections 5.5.1 and 7.4). */
@@ -168,6 +170,8 @@ export class ConnectionImpl implements Sink, Corkable, SocketOwner {
   readonly request: FastifyRequest
   isOpen = true
   corked = false
+  runStart = 0
+  runEnd = 0
   /** Cleared at each heartbeat ping, set by any pong or message. @internal */
   alive = true
   private readonly socket: WebSocket
@@ -346,9 +350,23 @@ export class ConnectionImpl implements Sink, Corkable, SocketOwner {
   write (frame: Buffer): void {
     if (!this.plain) return this.out(framePayload(frame))
     // The fan-out path, once per connection per event: no extension, so ws buffers nothing of its
-    // own and the socket's unsent bytes are all the connection's.
+    // own and the socket's unsent bytes are all the connection's. Joined with the tick's other
+    // topic events to this socket while they stay under its high-water mark.
     if (!this.writable) return
     this.host.hub.counters.sent++
+    const tcp = this.tcp
+    if (joinRun(this, tcp, lane, frame, tcp.writableLength, Math.min(tcp.writableHighWaterMark, this.route.maxBufferedBytes))) return
+    this.writeFrame(frame)
+  }
+
+  /** Writes the tick's run of topic events; dropped once nothing more can reach the client. @internal */
+  flushRun (): void {
+    const frame = takeRun(this, lane)
+    if (this.writable) this.writeFrame(frame)
+  }
+
+  /** Writes pre-built frames straight to the socket. */
+  private writeFrame (frame: Buffer): void {
     const tcp = this.tcp
     if (!this.corked) corkForTick(this, tcp)
     tcp.write(frame)
@@ -368,6 +386,7 @@ export class ConnectionImpl implements Sink, Corkable, SocketOwner {
    */
   private out (data: Buffer | string): void {
     if (!this.writable) return
+    if (this.runEnd !== 0) this.flushRun()
     this.host.hub.counters.sent++
     const tcp = this.tcp
     corkForTick(this, tcp)
@@ -414,6 +433,8 @@ export class ConnectionImpl implements Sink, Corkable, SocketOwner {
   /** Closes with the server's own code, which onClose reports. @internal */
   closeWith (code: number, reason: string): void {
     if (!this.isOpen) return
+    // The topic events before the close frame.
+    if (this.runEnd !== 0) this.flushRun()
     this.isOpen = false
     const state = this.extra
     state.serverCode = code
