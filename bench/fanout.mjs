@@ -21,7 +21,11 @@
 // to the baseline's in the same repetition (the table shows the median of those per-repetition
 // ratios and their min-max), and the same ratio to the hand-optimised ceiling (the same event framed
 // once and corked per tick, written by hand), which fastify-realtime must keep at 0.9x or more:
-// each size ends with a line saying whether it does. Latency (ms, from the send timestamp to the arrival of the chunk):
+// each size ends with a line saying whether it does, from paired windows: after the repetitions, both
+// servers are up with their clients at once, and 2 x REPS pairs of measured windows run back to back
+// (which one goes first alternates). On a shared machine the CPU a window takes moves by up to half
+// from one window to the next, for every implementation; a pair sees the machine in one state, so
+// the median of the per-pair ratios is what the verdict reads. Latency (ms, from the send timestamp to the arrival of the chunk):
 // "saturated" in the measured window, which is mostly time spent queued in socket buffers (the
 // kernel's included), so a faster publisher fills them more; "paced" in the latency window.
 // Loss, duplicates, reordering or a closed connection fail the run.
@@ -60,6 +64,8 @@ const WARM_MS = quick ? 100 : 300
 const MEASURED_MS = quick ? 300 : 1500
 /** Warm-up and measured windows hold at most this many times WARM and M events. */
 const MAX_SCALE = 20
+/** Pairs of measured windows for the verdict against the ceiling. */
+const PAIRS = quick ? 4 : 2 * REPS
 
 /**
  * The events of the measured window: M, or more for an implementation whose warm-up pace shows
@@ -79,10 +85,14 @@ function measuredEvents (size, pace) {
  * @param {string} path
  * @param {FanoutSize} size
  */
-async function once (impl, protocol, path, size) {
+async function connectRun (impl, protocol, path, size) {
   const server = await startServer(impl.server, impl)
   /** @type {import('node:net').Socket[]} */
   let sockets = []
+  const close = async () => {
+    for (const socket of sockets) socket.destroy()
+    await server.stop()
+  }
   try {
     const C = size.clients
     const stride = Math.max(1, Math.floor(C / SAMPLED_CLIENTS))
@@ -145,28 +155,61 @@ async function once (impl, protocol, path, size) {
       return { start, stopped, wallMs: lastArrival - start, driverCpuMs: (used.user + used.system) / 1000 }
     }
 
-    // Warm-up windows of WARM events, then twice as many each time, until one lasts WARM_MS: the
-    // JIT settles, and the last one's pace sizes the measured window.
     let from = 0
-    let count = size.warm
-    let warmMs = 0
-    for (;;) {
-      warmMs = (await window(from, count)).wallMs
-      from += count
-      if (warmMs >= WARM_MS || count >= size.warm * MAX_SCALE) break
-      count *= 2
+    /** Warm-up windows of WARM events, then twice as many each time, until one lasts WARM_MS: the JIT settles, and the last one's pace sizes the measured windows. */
+    async function warmUp () {
+      let count = size.warm
+      let warmMs = 0
+      for (;;) {
+        warmMs = (await window(from, count)).wallMs
+        from += count
+        if (warmMs >= WARM_MS || count >= size.warm * MAX_SCALE) break
+        count *= 2
+      }
+      // At least M events, and as many more as the warm-up's pace fits in MEASURED_MS: a fast
+      // implementation's window is then long enough for its CPU time to be more than noise.
+      const events = measuredEvents(size, count / Math.max(1, warmMs))
+      for (const counter of sampled) counter.every = Math.max(1, Math.floor(events / 100))
+      return events
     }
-    // At least M events, and as many more as the warm-up's pace fits in MEASURED_MS: a fast
-    // implementation's window is then long enough for its CPU time to be more than noise.
-    const events = measuredEvents(size, count / Math.max(1, warmMs))
-    for (const counter of sampled) counter.every = Math.max(1, Math.floor(events / 100))
-    const { stopped, wallMs, driverCpuMs } = await window(from, events)
-    const latencies = sampled.flatMap((counter) => counter.latencies)
-    const rate = PACED_DELIVERIES / C
-    for (const counter of sampled) counter.every = 1
-    const pacedEvents = Math.max(2, Math.round(rate * PACED_MS / 1000))
-    const pacedWindow = await window(from + events, pacedEvents, rate)
-    const paced = sampled.flatMap((counter) => counter.latencies)
+    /** One measured window of `events` events, as fast as backpressure allows. @param {number} events */
+    async function measure (events) {
+      const result = await window(from, events)
+      from += events
+      return { ...result, deliveriesPerCpuSecond: events * C / (result.stopped.cpuMs / 1000) }
+    }
+    /** The latency window, at a fixed rate. */
+    async function pace () {
+      const rate = PACED_DELIVERIES / C
+      for (const counter of sampled) counter.every = 1
+      const pacedEvents = Math.max(2, Math.round(rate * PACED_MS / 1000))
+      const pacedWindow = await window(from, pacedEvents, rate)
+      from += pacedEvents
+      return { rate, pacedEvents, pacedWindow, paced: sampled.flatMap((counter) => counter.latencies) }
+    }
+    return { warmUp, measure, pace, latencies: () => sampled.flatMap((counter) => counter.latencies), close }
+  } catch (err) {
+    await close()
+    throw err
+  }
+}
+
+/**
+ * One repetition of one implementation: a fresh server and its clients, the warm-up, the measured
+ * window, the latency window.
+ * @param {FanoutImplementation} impl
+ * @param {'sse' | 'ws' | 'socket.io'} protocol
+ * @param {string} path
+ * @param {FanoutSize} size
+ */
+async function once (impl, protocol, path, size) {
+  const run = await connectRun(impl, protocol, path, size)
+  try {
+    const C = size.clients
+    const events = await run.warmUp()
+    const { stopped, wallMs, driverCpuMs } = await run.measure(events)
+    const latencies = run.latencies()
+    const { rate, pacedEvents, pacedWindow, paced } = await run.pace()
     const deliveries = events * C
     return {
       clients: C,
@@ -192,8 +235,44 @@ async function once (impl, protocol, path, size) {
       pacedP99Ms: quantile(paced, 0.99)
     }
   } finally {
-    for (const socket of sockets) socket.destroy()
-    await server.stop()
+    await run.close()
+  }
+}
+
+/**
+ * fastify-realtime against the ceiling in paired windows: both servers up with their clients, both
+ * warmed up, then PAIRS pairs of measured windows, one of each, back to back (in turns, which goes
+ * first), so that each pair sees the machine in the same state. Returns the per-pair ratios of
+ * deliveries per CPU-second.
+ * @param {FanoutImplementation} ours @param {FanoutImplementation} top
+ * @param {'sse' | 'ws'} protocol @param {string} path @param {FanoutSize} size
+ */
+async function paired (ours, top, protocol, path, size) {
+  const a = await connectRun(ours, protocol, path, size)
+  try {
+    const b = await connectRun(top, protocol, path, size)
+    try {
+      const eventsA = await a.warmUp()
+      const eventsB = await b.warmUp()
+      /** @type {number[]} */
+      const ratios = []
+      for (let pair = 0; pair < PAIRS; pair++) {
+        let mine, theirs
+        if (pair % 2 === 0) {
+          mine = await a.measure(eventsA)
+          theirs = await b.measure(eventsB)
+        } else {
+          theirs = await b.measure(eventsB)
+          mine = await a.measure(eventsA)
+        }
+        ratios.push(mine.deliveriesPerCpuSecond / theirs.deliveriesPerCpuSecond)
+      }
+      return ratios
+    } finally {
+      await b.close()
+    }
+  } finally {
+    await a.close()
   }
 }
 
@@ -231,6 +310,8 @@ export async function runFanout ({ name, transport, path, implementations: all, 
 
   /** @type {Record<string, Record<string, Array<Awaited<ReturnType<typeof once>>>>>} */
   const runs = {}
+  /** @type {Record<string, number[]>} fastify-realtime / ceiling in paired windows, per size */
+  const pairs = {}
   for (const size of sizes) {
     const key = String(size.clients)
     runs[key] = Object.fromEntries(implementations.map((impl) => [impl.name, []]))
@@ -244,6 +325,13 @@ export async function runFanout ({ name, transport, path, implementations: all, 
         globalThis.gc?.()
         console.log(`  ${size.clients} clients, rep ${rep + 1}/${REPS} ${impl.name}: ${fixed(result.eventsPerSecond)} events/s, ${fixed(result.cpuSecondsPerMillion, 2)} CPU s / 1M (wall ${fixed(result.wallMs)} ms, server CPU ${fixed(result.cpuMs)} ms, load generator CPU ${fixed(result.driverCpuMs)} ms), paced p50 ${fixed(result.pacedP50Ms, 2)} ms`)
       }
+    }
+    const ours = implementations.find((impl) => impl.name === OURS)
+    const top = implementations.find((impl) => impl.name === ceiling)
+    if (ours !== undefined && top !== undefined) {
+      const ratios = await paired(ours, top, transport, path, size)
+      pairs[key] = ratios
+      console.log(`  ${size.clients} clients, ${PAIRS} paired windows ${OURS} / ${ceiling}: ${ratios.map((ratio) => fixed(ratio, 2)).join(', ')}`)
     }
   }
 
@@ -300,9 +388,12 @@ export async function runFanout ({ name, transport, path, implementations: all, 
         `${fixed(row.p50Ms, 1)} / ${fixed(row.p99Ms, 1)}`,
         `${fixed(row.pacedP50Ms, 2)} / ${fixed(row.pacedP99Ms, 2)}`
       ])
-      if (impl.name === OURS) {
-        const verdict = row.ceilingRatio >= CEILING_SHARE ? 'at or above' : 'BELOW'
-        verdicts.push(`${name}, ${size.clients} clients, ${BATCH} per tick: ${OURS} at ${fixed(row.ceilingRatio, 2)}x ${ceiling} in deliveries per CPU-second (${spread(toCeiling, 2)}; events/s ${fixed(row.eventsPerSecondCeilingRatio, 2)}x): ${verdict} ${CEILING_SHARE}x`)
+      const paired = pairs[String(size.clients)]
+      if (impl.name === OURS && paired !== undefined) {
+        const pairedRatio = median(paired)
+        Object.assign(row, { pairedCeilingRatio: pairedRatio, pairedCeilingRatios: paired })
+        const verdict = pairedRatio >= CEILING_SHARE ? 'at or above' : 'BELOW'
+        verdicts.push(`${name}, ${size.clients} clients, ${BATCH} per tick: ${OURS} at ${fixed(pairedRatio, 2)}x ${ceiling} in deliveries per CPU-second, the median of ${paired.length} paired windows (${spread(paired, 2)}); ${fixed(row.ceilingRatio, 2)}x in the repetitions (${spread(toCeiling, 2)}): ${verdict} ${CEILING_SHARE}x`)
       }
       return row
     })
@@ -312,6 +403,6 @@ export async function runFanout ({ name, transport, path, implementations: all, 
   console.log('')
   for (const verdict of verdicts) console.log(verdict)
 
-  const file = writeResults(name, { machine, reps: REPS, quick, batch: BATCH, sizes, notes, implementations, ceiling, verdicts, summary, runs })
+  const file = writeResults(name, { machine, reps: REPS, quick, batch: BATCH, sizes, notes, implementations, ceiling, verdicts, summary, runs, pairs })
   console.log(`\nwritten: ${file}`)
 }
