@@ -22,6 +22,9 @@ function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise
     promise,
     new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new FRT_ERR_BROKER_UNAVAILABLE(`Redis did not answer ${what} within ${ms} ms`)), ms)
+      // A read still in flight when the broker closes settles once ioredis drops its connection,
+      // which may be a turn later: its deadline keeps no process alive meanwhile.
+      timer.unref()
     })
   ]).finally(() => clearTimeout(timer))
 }
