@@ -4,7 +4,7 @@
 export const kReplyStream = Symbol('fastify-realtime.reply.stream')
 /** The SSE stream that owns a raw request or response, for listeners shared by every stream. */
 export const kStreamOwner = Symbol('fastify-realtime.stream.owner')
-/** The connection that owns a ws socket, for listeners shared by every connection. */
+/** The connection that owns a ws socket, to which the socket hands its events (lib/ws/socket.ts). */
 export const kConnection = Symbol('fastify-realtime.connection')
 /** What `authenticate` resolved to for an upgrade request (a request decorator). */
 export const kAuth = Symbol('fastify-realtime.ws.auth')

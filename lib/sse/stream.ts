@@ -341,7 +341,7 @@ export class SseStreamImpl implements Sink, Corkable, StallMember {
     if (!this.isOpen) return false
     this.host.hub.counters.sent++
     const socket = this.socket
-    if (socket !== undefined && !this.congested && joinRun(this, socket, lane, frame, socket.writableLength, Math.min(socket.writableHighWaterMark, this.maxBufferedBytes))) return true
+    if (socket !== undefined && !this.congested && joinRun(this, socket, lane, frame, this.maxBufferedBytes)) return true
     return this.push(frame)
   }
 

@@ -105,11 +105,11 @@ function enlist (owner: Corkable, socket: Socket): void {
 }
 
 /**
- * Adds a shared frame of `lane` to the owner's run while the run and the socket's `unsent` bytes stay
- * under `limit`. Returns false when the frame must be written now, as any other write: past the
- * limit (the run before it is written first). @internal
+ * Adds a shared frame of `lane` to the owner's run while the run and the socket's unsent bytes stay
+ * under its high-water mark and `maxBufferedBytes`. Returns false when the frame must be written
+ * now, as any other write: past that limit (the run before it is written first). @internal
  */
-export function joinRun (owner: Corkable, socket: Socket, lane: Lane, frame: Buffer, unsent: number, limit: number): boolean {
+export function joinRun (owner: Corkable, socket: Socket, lane: Lane, frame: Buffer, maxBufferedBytes: number): boolean {
   const frames = lane.frames
   let end = owner.runEnd
   // A frame that does not continue the run ends it.
@@ -129,7 +129,8 @@ export function joinRun (owner: Corkable, socket: Socket, lane: Lane, frame: Buf
   }
   end = (end === 0 ? start : end) + 1
   owner.runStart = start
-  if (unsent + (lane.offsets[end] as number) - (lane.offsets[start] as number) < limit) {
+  const limit = Math.min(socket.writableHighWaterMark, maxBufferedBytes)
+  if (socket.writableLength + (lane.offsets[end] as number) - (lane.offsets[start] as number) < limit) {
     owner.runEnd = end
     return true
   }

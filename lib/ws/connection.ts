@@ -354,8 +354,7 @@ export class ConnectionImpl implements Sink, Corkable, SocketOwner {
     // topic events to this socket while they stay under its high-water mark.
     if (!this.writable) return
     this.host.hub.counters.sent++
-    const tcp = this.tcp
-    if (joinRun(this, tcp, lane, frame, tcp.writableLength, Math.min(tcp.writableHighWaterMark, this.route.maxBufferedBytes))) return
+    if (joinRun(this, this.tcp, lane, frame, this.route.maxBufferedBytes)) return
     this.writeFrame(frame)
   }
 
